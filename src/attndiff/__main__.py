@@ -1,0 +1,3 @@
+from attndiff.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The `attndiff` command. Thin: parse arguments, load the config, call one function.
+
+Errors a user can cause end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from attndiff import UserError, __version__
+
+EPILOG = "Config values can be overridden with --set section.key=value (repeatable), e.g. --set train.steps=200."
+
+
+def _add_config_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--config", default=default, metavar="TOML",
+                   help=f"config file (default: {default or 'built-in defaults'})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set train.steps=200 (repeatable)")
+
+
+def cmd_train(args) -> int:
+    from attndiff import config
+    from attndiff.diffusion.job import TrainJobConfig, run_train
+
+    cfg = config.load(TrainJobConfig, args.config, args.overrides)
+    run_train(cfg)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+
+    from attndiff.data.images import to_uint8
+    from attndiff.diffusion.job import load_denoiser
+    from attndiff.diffusion.sampling import edm_sigmas, generate
+    from attndiff.fsutil import atomic_path
+    from attndiff.report.figures import save_grid
+
+    if args.n < 1 or args.steps < 1:
+        raise UserError("--n and --steps must be >= 1")
+    denoiser, cfg, meta = load_denoiser(args.run, device=args.device)
+    sigmas = edm_sigmas(args.steps, cfg.edm.sigma_min, cfg.edm.sigma_max, cfg.edm.rho)
+    labels = None
+    if cfg.unet.num_classes:
+        import torch
+        labels = torch.arange(args.n) % cfg.unet.num_classes
+    x = generate(denoiser, args.n, meta["image_shape"], sigmas, seeds=range(args.seed, args.seed + args.n),
+                 solver=args.solver, churn=args.churn, device=args.device, class_labels=labels)
+    out = Path(args.out)
+    if out.suffix == ".png":
+        save_grid(x, out)
+    else:
+        with atomic_path(out.with_suffix(".npz")) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, images=to_uint8(x))
+        out = out.with_suffix(".npz")
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def cmd_fid(args) -> int:
+    from attndiff.metrics.fid import fid, load_samples
+
+    samples = load_samples(args.samples)
+    result = fid(samples, args.ref, args.split, args.n or len(samples), with_kid=True)
+    print(f"FID {result['fid']:.3f}  KID {result['kid']:.5f}  (N={result['fid_n']} samples vs "
+          f"{args.n or len(samples)} images of {args.ref}/{args.split})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from attndiff.report.html import write_report
+
+    run = Path(args.run_dir)
+    if not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists():
+        raise UserError(f"{run} is not a run folder (no metrics.jsonl or config.toml)")
+    print(write_report(run))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from attndiff.data import images
+
+    names = args.names or list(images.DATASETS)
+    for name in names:
+        try:
+            for split in ("train", "test"):
+                d = images.load(name, split)
+                lo, hi = d.images.min().item(), d.images.max().item()
+                print(f"{name:14s} {split:5s} {len(d):6d} images {tuple(d.shape)}  range [{lo:.2f}, {hi:.2f}]"
+                      f"  {len(d.classes)} classes")
+                if ":" in name:
+                    break
+        except UserError as e:
+            if args.names:
+                raise
+            print(f"{name:14s} unavailable: {e}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attndiff", description="SFBD, structure-preserving diffusion, attention dynamics and CAB-CNN.")
+    parser.add_argument("--version", action="version", version=f"attndiff {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train an unconditional (or class-conditional) EDM model",
+                       description="Train an EDM diffusion model on an image dataset; writes checkpoints, a "
+                       "sample grid, FID against the dataset's test split and report.html into the run folder. "
+                       "Rerunning the same command resumes from the newest checkpoint.", epilog=EPILOG)
+    _add_config_args(p, "configs/train/mnist-cpu.toml")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="generate images from a trained model",
+                       description="Generate images with the EMA weights of a run (or a checkpoint file).")
+    p.add_argument("run", help="run folder or .safetensors checkpoint")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--steps", type=int, default=18, help="EDM sigma grid points (default 18)")
+    p.add_argument("--solver", choices=["heun", "sde"], default="heun", help="reverse ODE (heun) or SDE")
+    p.add_argument("--churn", type=float, default=0.0, help="EDM S_churn for heun (0 = deterministic)")
+    p.add_argument("--seed", type=int, default=0, help="first per-sample seed (default 0)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="samples.png", help="a .png grid, or any other name for a uint8 .npz")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("fid", help="FID/KID of images against a dataset",
+                       description="FID and KID (real InceptionV3 of the TF FID code) of SAMPLES against a "
+                       "dataset split. Reference features are cached.")
+    p.add_argument("samples", help="a folder of PNG/JPEG images, or an .npz with an 'images' array")
+    p.add_argument("--ref", required=True, help="reference dataset: mnist, fashion-mnist, emoji, digits, "
+                   "folder:PATH, npz:PATH")
+    p.add_argument("--split", default="test", help="reference split (default test)")
+    p.add_argument("--n", type=int, default=0, help="reference images (default: as many as samples)")
+    p.set_defaults(func=cmd_fid)
+
+    p = sub.add_parser("report", help="rebuild a run folder's report.html")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("data", help="list datasets and check that they load")
+    p.add_argument("names", nargs="*", help="datasets to check (default: all built-in)")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"attndiff: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attndiff: interrupted", file=sys.stderr)
+        return 130

