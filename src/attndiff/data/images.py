@@ -319,5 +319,7 @@ def load(name: str, split: str = "train", *, resolution: int | None = None) -> I
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased bilinear resize of [-1, 1] images (exact 2x2 averaging for 64 -> 32)."""
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(-1, 1)
+    """Resize [-1, 1] images: area averaging down (exact 2x2 means for 64 -> 32), bilinear up."""
+    mode = "area" if size < x.shape[-1] else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(x, size=(size, size), mode=mode, **kwargs).clamp_(-1, 1)

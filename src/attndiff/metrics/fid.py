@@ -42,7 +42,9 @@ def inception(device: str = "cpu") -> torch.jit.ScriptModule:
     sha1 = hashlib.sha1(path.read_bytes()).hexdigest()
     if sha1 != INCEPTION_SHA1:
         raise UserError(f"{path} has sha1 {sha1}, expected {INCEPTION_SHA1}: reinstall with `{INSTALL}`")
-    return torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():  # torch 2.13 deprecates jit.load; the file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
 
 
 def prepare(x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     diff = mu1 - mu2
     with warnings.catch_warnings():  # singular covariances are normal when N < 2048
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean, _ = scipy.linalg.sqrtm(sigma1 @ sigma2, disp=False)
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():  # near-singular product: regularise as the reference code does
         eps = np.eye(len(mu1)) * 1e-6
         covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))

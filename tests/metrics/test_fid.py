@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+
+from attndiff import UserError
+from attndiff.data.images import load
+from attndiff.metrics import fid
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    a, b = rng.uniform(0.5, 2, 6), rng.uniform(0.5, 2, 6)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    assert fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-8)
+
+
+def test_frechet_distance_on_sampled_gaussian_features():
+    rng = np.random.default_rng(1)
+    f1 = rng.normal(0.0, 1.0, size=(20000, 4))
+    f2 = rng.normal(0.5, 2.0, size=(20000, 4))
+    expected = 4 * 0.5**2 + 4 * (1 - 2) ** 2
+    assert fid.fid_from_features(f1, f2) == pytest.approx(expected, abs=0.15)
+
+
+def test_inception_features_and_fid_of_a_set_against_itself():
+    images = load("digits", "test").images[:24]
+    feats = fid.features(images, batch_size=12, progress=False)
+    assert feats.shape == (24, 2048) and np.isfinite(feats).all()
+    assert abs(fid.fid_from_features(feats, feats)) < 1e-3
+    other = fid.features(-images, batch_size=12, progress=False)  # inverted digits look very different
+    assert fid.fid_from_features(feats, other) > 50
+    # KID is unbiased: two halves of one set score near 0, a different set far above
+    assert fid.kid(feats, other, subsets=5) > 10 * abs(fid.kid(feats[:12], feats[12:], subsets=5))
+
+
+def test_input_preparation_is_the_tf_fid_convention():
+    x = torch.tensor([-1.0, 1.0]).reshape(2, 1, 1, 1).expand(2, 1, 4, 4)
+    prep = fid.prepare(x)
+    assert prep.shape == (2, 3, 299, 299)
+    assert prep[0].min().item() == -1.0 and prep[1].max().item() == pytest.approx(127 / 128)
+    with pytest.raises(UserError, match="shape"):
+        fid.prepare(torch.zeros(2, 5, 8, 8))
