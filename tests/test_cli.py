@@ -1,10 +1,13 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from attndiff.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*args):
@@ -50,7 +53,7 @@ def test_fid_rejects_corrupt_and_wrongly_shaped_samples(tmp_path, capsys):
 
 def test_train_sample_fid_report_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["train", "--config", "configs/train/mnist-cpu.toml", "--set", f'out="{run}"',
+    args = ["train", "--config", str(ROOT / "configs/train/mnist-cpu.toml"), "--set", f'out="{run}"',
             "--set", "data.name=digits", "--set", "unet.channels=8", "--set", "unet.channel_mult=[1, 2]",
             "--set", "unet.attn_levels=[1]", "--set", "train.steps=3", "--set", "sample.steps=3",
             "--set", "sample.grid=4", "--set", "fid.n=8"]

@@ -1,11 +1,15 @@
+from pathlib import Path
+
 import pytest
 
 from attndiff import UserError, config
 from attndiff.diffusion.job import TrainJobConfig
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_round_trip_through_toml(tmp_path):
-    cfg = config.load(TrainJobConfig, "configs/train/mnist-cpu.toml", ["train.steps=7", "data.name=digits"])
+    cfg = config.load(TrainJobConfig, str(ROOT / "configs/train/mnist-cpu.toml"), ["train.steps=7", "data.name=digits"])
     assert cfg.train.steps == 7 and cfg.data.name == "digits" and cfg.unet.channel_mult == (1, 2, 2)
     path = tmp_path / "c.toml"
     path.write_text(config.dumps_toml(config.to_dict(cfg)))
@@ -26,7 +30,6 @@ def test_bad_values_are_user_errors(override, message):
 
 
 def test_every_shipped_config_parses():
-    from pathlib import Path
 
-    for path in Path("configs/train").glob("*.toml"):
+    for path in (ROOT / "configs/train").glob("*.toml"):
         config.load(TrainJobConfig, path)

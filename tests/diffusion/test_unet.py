@@ -20,7 +20,6 @@ def test_three_levels_at_28_pixels_and_class_conditioning():
     net = UNet(UNetConfig(channels=8, channel_mult=(1, 2, 2), num_blocks=1, attn_levels=(2,), num_classes=10), 1, 28)
     x = torch.randn(3, 1, 28, 28)
     a = net(x, torch.zeros(3), torch.tensor([0, 1, 2]))
-    b = net(x, torch.zeros(3), torch.tensor([3, 4, 5]))
     assert a.shape == x.shape
     # residual branches and the output layer start at zero; perturb them so the labels can show
     for p in net.parameters():
