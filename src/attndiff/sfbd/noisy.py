@@ -1,0 +1,49 @@
+"""SFBD's data: a small clean part and a large noisy part whose noise is drawn once and frozen.
+
+Each noisy image is y_i = x_i + sigma_zeta * eps_i with eps_i seeded by (seed, i), i the
+image's index in the source dataset: loading twice gives the same y, whatever the order or
+subset. The clean originals of the noisy images are kept apart (`originals`) for
+evaluation only; the training code is handed `clean` and `noisy` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from attndiff import UserError
+from attndiff.data.images import ImageDataset
+
+
+def frozen_noise(index: torch.Tensor, shape, seed: int) -> torch.Tensor:
+    """Standard normal noise of `shape` for each dataset index, the same on every call."""
+    if not 0 <= seed < 2**31:
+        raise UserError(f"noise seed must be in [0, 2^31), got {seed}")
+    draws = [torch.randn(shape, generator=torch.Generator().manual_seed((seed << 32) + int(i))) for i in index]
+    return torch.stack(draws) if draws else torch.empty(0, *shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisySplit:
+    clean: ImageDataset  # the small clean part (clean_fraction of the data)
+    noisy: torch.Tensor  # (N_noisy, C, H, W): y = x + sigma_zeta * eps, frozen
+    noisy_index: torch.Tensor  # (N_noisy,) indices of the noisy images in the source dataset
+    originals: ImageDataset  # clean versions of the noisy images: evaluation only
+    sigma_zeta: float
+
+
+def make_noisy_split(data: ImageDataset, *, clean_fraction: float = 0.04, sigma_zeta: float = 0.59,
+                     seed: int = 0) -> NoisySplit:
+    """Split `data` into disjoint clean and noisy parts (seeded) and add frozen noise to the noisy part."""
+    if not 0.0 < clean_fraction <= 1.0:
+        raise UserError(f"clean_fraction must be in (0, 1], got {clean_fraction}")
+    if sigma_zeta <= 0:
+        raise UserError(f"sigma_zeta must be > 0, got {sigma_zeta}")
+    n = len(data)
+    n_clean = max(1, round(clean_fraction * n))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    clean_index, noisy_index = perm[:n_clean].sort().values, perm[n_clean:].sort().values
+    originals = data.select(noisy_index)
+    noisy = originals.images + sigma_zeta * frozen_noise(noisy_index, data.shape, seed)
+    return NoisySplit(data.select(clean_index), noisy, noisy_index, originals, sigma_zeta)
