@@ -31,12 +31,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    import numpy as np
-
     from attndiff.data.images import to_uint8
     from attndiff.diffusion.job import load_denoiser
     from attndiff.diffusion.sampling import edm_sigmas, generate
-    from attndiff.fsutil import atomic_path
+    from attndiff.fsutil import write_npz
     from attndiff.report.figures import save_grid
 
     if args.n < 1 or args.steps < 1:
@@ -53,10 +51,7 @@ def cmd_sample(args) -> int:
     if out.suffix == ".png":
         save_grid(x, out)
     else:
-        with atomic_path(out.with_suffix(".npz")) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, images=to_uint8(x))
-        out = out.with_suffix(".npz")
+        out = write_npz(out.with_suffix(".npz"), images=to_uint8(x))
     print(f"wrote {args.n} samples to {out}")
     return 0
 

@@ -41,3 +41,14 @@ def test_input_preparation_is_the_tf_fid_convention():
     assert prep[0].min().item() == -1.0 and prep[1].max().item() == pytest.approx(127 / 128)
     with pytest.raises(UserError, match="shape"):
         fid.prepare(torch.zeros(2, 5, 8, 8))
+
+
+def test_frechet_distance_agrees_with_the_matrix_square_root_formula():
+    import scipy.linalg
+
+    rng = np.random.default_rng(2)
+    f1, f2 = rng.normal(size=(300, 64)), rng.normal(size=(300, 64)) @ rng.normal(size=(64, 64)) * 0.3
+    (m1, s1), (m2, s2) = fid.statistics(f1), fid.statistics(f2)
+    diff = m1 - m2
+    reference = diff @ diff + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert fid.frechet_distance(m1, s1, m2, s2) == pytest.approx(reference, rel=1e-6)

@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -16,6 +15,7 @@ from attndiff.diffusion.edm import EDMConfig, Precond
 from attndiff.diffusion.sampling import edm_sigmas, generate
 from attndiff.diffusion.training import TrainConfig, TrainState, autocast_dtype, train
 from attndiff.diffusion.unet import UNet, UNetConfig, count_parameters
+from attndiff.fsutil import write_npz
 from attndiff.metrics import fid as fid_metric
 from attndiff.report.figures import save_grid
 from attndiff.report.html import write_report
@@ -124,7 +124,7 @@ def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: 
     record = {"tag": f"{tag}-eval", "step": step}
     if cfg.fid.n:
         samples = generate(denoiser, cfg.fid.n, shape, sigmas, class_labels=labels(cfg.fid.n), **kwargs)
-        np.savez_compressed(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
+        write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
         record.update(fid_metric.fid(samples, fid_dataset, cfg.fid.split, cfg.fid.n))
         tqdm.write(f"{tag} step {step}: FID {record['fid']:.2f} (N={cfg.fid.n}), KID {record['kid']:.4f}")
     run.log(record)

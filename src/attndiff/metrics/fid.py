@@ -18,14 +18,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from attndiff import UserError
 from attndiff.data import images as image_data
-from attndiff.fsutil import atomic_path
+from attndiff.fsutil import write_npz
 from attndiff.paths import cache_dir
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -82,16 +81,18 @@ def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+    tr (S1 S2)^(1/2) is computed as tr (S1^(1/2) S2 S1^(1/2))^(1/2), whose argument is symmetric
+    PSD: two symmetric eigendecompositions, exact up to rounding, with no complex parts, and
+    about 10x faster than scipy.linalg.sqrtm on 2048-d features.
+    """
     diff = mu1 - mu2
-    with warnings.catch_warnings():  # singular covariances are normal when N < 2048
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise as the reference code does
-        eps = np.eye(len(mu1)) * 1e-6
-        covmean = scipy.linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
-    covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    w, v = np.linalg.eigh(sigma1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    tr_covmean = np.sqrt(np.clip(inner, 0, None)).sum()
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
 def kid(f1: np.ndarray, f2: np.ndarray, *, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> float:
@@ -115,19 +116,18 @@ def reference_features(dataset: str, split: str = "test", n: int | None = None, 
     """Inception features of n images of a dataset split, cached on disk per (dataset, split, n, resolution)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
     key = f"{safe}-{split}-n{n or 'all'}-r{resolution or 'native'}-s{seed}"
-    path = cache_dir() / "fid" / f"{key}.npy"
+    path = cache_dir() / "fid" / f"{key}.npz"
     if path.exists():
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+            with np.load(path, allow_pickle=False) as z:
+                return z["features"]
+        except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # damaged cache: recompute
     data = image_data.load(dataset, split, resolution=resolution)
     if n is not None and n < len(data):
         data = data.subset(n, seed)
     feats = features(data.images, progress="reference features" if progress else False)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
+    write_npz(path, features=feats)
     return feats
 
 
