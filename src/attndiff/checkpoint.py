@@ -60,9 +60,15 @@ def list_checkpoints(folder: str | Path, tag: str) -> list[Path]:
     return sorted(found)
 
 
-def load_latest(folder: str | Path, tag: str):
-    """The newest readable checkpoint of `tag` as (tensors, meta, path), or None if there is none."""
-    for path in reversed(list_checkpoints(folder, tag)):
+def load_latest(folder: str | Path, tag: str | None):
+    """The newest readable checkpoint of `tag` (None: of any tag, newest written) as (tensors, meta, path), or None."""
+    if tag is None:
+        folder = Path(folder)
+        paths = [p for p in folder.glob("*.safetensors")] if folder.is_dir() else []
+        candidates = sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+    else:
+        candidates = list(reversed(list_checkpoints(folder, tag)))
+    for path in candidates:
         try:
             tensors, meta = load(path)
             return tensors, meta, path

@@ -39,13 +39,13 @@ def cmd_sample(args) -> int:
 
     if args.n < 1 or args.steps < 1:
         raise UserError("--n and --steps must be >= 1")
-    denoiser, cfg, meta = load_denoiser(args.run, device=args.device)
-    sigmas = edm_sigmas(args.steps, cfg.edm.sigma_min, cfg.edm.sigma_max, cfg.edm.rho)
+    model = load_denoiser(args.run, device=args.device)
+    sigmas = edm_sigmas(args.steps, model.edm.sigma_min, model.edm.sigma_max, model.edm.rho)
     labels = None
-    if cfg.unet.num_classes:
+    if model.unet.num_classes:
         import torch
-        labels = torch.arange(args.n) % cfg.unet.num_classes
-    x = generate(denoiser, args.n, meta["image_shape"], sigmas, seeds=range(args.seed, args.seed + args.n),
+        labels = torch.arange(args.n) % model.unet.num_classes
+    x = generate(model.denoiser, args.n, model.image_shape, sigmas, seeds=range(args.seed, args.seed + args.n),
                  solver=args.solver, churn=args.churn, device=args.device, class_labels=labels)
     out = Path(args.out)
     if out.suffix == ".png":

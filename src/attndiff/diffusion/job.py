@@ -92,22 +92,33 @@ def model_meta(cfg: TrainJobConfig, shape) -> dict:
     return {"config": config.to_dict(cfg), "image_shape": list(shape)}
 
 
-def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto"):
-    """Rebuild the denoiser from a checkpoint file or a run folder (its newest train checkpoint)."""
+@dataclasses.dataclass
+class LoadedModel:
+    denoiser: Precond
+    edm: EDMConfig
+    unet: UNetConfig
+    image_shape: tuple[int, int, int]
+    meta: dict
+
+
+def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu",
+                  precision: str = "auto") -> LoadedModel:
+    """Rebuild the denoiser from a checkpoint file, or from a run folder's newest checkpoint (any phase)."""
     path = Path(path)
     if path.is_dir():
-        found = checkpoint.load_latest(path / "checkpoints", "train")
+        found = checkpoint.load_latest(path / "checkpoints", None)
         if found is None:
             raise UserError(f"no checkpoint found in {path / 'checkpoints'}")
         tensors, meta, _ = found
     else:
         tensors, meta = checkpoint.load(path)
-    cfg = config.from_dict(TrainJobConfig, meta["config"])
-    net = build_net(cfg.unet, meta["image_shape"])
+    edm = config.from_dict(EDMConfig, meta["config"].get("edm", {}), "edm")
+    unet = config.from_dict(UNetConfig, meta["config"].get("unet", {}), "unet")
+    net = build_net(unet, meta["image_shape"])
     prefix = "ema." if use_ema else "net."
     net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    denoiser = Precond(net.to(device).eval(), cfg.edm.sigma_data, autocast_dtype(precision, device))
-    return denoiser, cfg, meta
+    denoiser = Precond(net.to(device).eval(), edm.sigma_data, autocast_dtype(precision, device))
+    return LoadedModel(denoiser, edm, unet, tuple(meta["image_shape"]), meta)
 
 
 def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str) -> dict:
