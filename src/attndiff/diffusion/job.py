@@ -121,8 +121,12 @@ def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu"
     return LoadedModel(denoiser, edm, unet, tuple(meta["image_shape"]), meta)
 
 
-def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str) -> dict:
-    """Sample grid, then FID on cfg.fid.n samples; logs and returns the metrics."""
+def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str,
+             extra: dict | None = None) -> dict:
+    """Sample grid, then FID on cfg.fid.n samples; logs and returns the metrics (plus `extra` fields).
+
+    `cfg` needs the sections edm, sample, fid, unet and device (any job config that has them).
+    """
     e, s = cfg.edm, cfg.sample
     sigmas = edm_sigmas(s.steps, e.sigma_min, e.sigma_max, e.rho)
     kwargs = dict(solver=s.solver, churn=s.churn, batch_size=s.batch_size, device=cfg.device)
@@ -132,7 +136,7 @@ def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: 
 
     grid = generate(denoiser, s.grid, shape, sigmas, class_labels=labels(s.grid), **kwargs)
     save_grid(grid, run.samples / f"{tag}-{step:08d}.png")
-    record = {"tag": f"{tag}-eval", "step": step}
+    record = {"tag": f"{tag}-eval", "step": step, **(extra or {})}
     if cfg.fid.n:
         samples = generate(denoiser, cfg.fid.n, shape, sigmas, class_labels=labels(cfg.fid.n), **kwargs)
         write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))

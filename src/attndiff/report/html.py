@@ -30,6 +30,26 @@ def _fig_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def fig_tag(fig, alt: str) -> str:
+    """A matplotlib figure as an embedded <img> (the figure is closed)."""
+    return _img_tag(_fig_png(fig), alt)
+
+
+def table(records: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """An HTML table of records; columns are (key, header, format spec)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in columns)
+    rows = "".join("<tr>" + "".join(
+        f"<td>{'' if r.get(k) is None else format(r[k], spec)}</td>" for k, _, spec in columns) + "</tr>"
+        for r in records)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def round_table(records: list[dict]) -> str:
+    return table(records, [("round", "round", "d"), ("fid", "FID", ".2f"), ("fid_n", "N", "d"),
+                           ("denoised_psnr", "E_k PSNR (dB)", ".2f"), ("denoised_fid", "E_k FID", ".2f"),
+                           ("images_seen", "images seen", ",d")])
+
+
 def write_report(run_dir: str | Path, *, title: str | None = None, extra_sections: list[str] = ()) -> Path:
     run = Run(run_dir)
     records = run.metrics()
@@ -38,18 +58,16 @@ def write_report(run_dir: str | Path, *, title: str | None = None, extra_section
 
     finals = [r for r in records if r.get("fid") is not None]
     if finals:
-        rows = "".join(
-            f"<tr><td>{html.escape(str(r.get('tag', '')))}</td><td>{r.get('step', '')}</td>"
-            f"<td>{r['fid']:.2f}</td><td>{r.get('fid_n', '')}</td>"
-            f"<td>{'' if r.get('kid') is None else format(r['kid'], '.4f')}</td></tr>" for r in finals)
-        parts.append("<h2>Sample quality</h2><table><tr><th>phase</th><th>step</th><th>FID</th>"
-                     f"<th>N</th><th>KID</th></tr>{rows}</table>")
+        parts.append("<h2>Sample quality</h2>" + table(finals, [
+            ("tag", "phase", "s"), ("step", "step", "d"), ("fid", "FID", ".2f"), ("fid_n", "N", "d"),
+            ("kid", "KID", ".4f")]))
 
     plots = []
     for key, label, logy in PLOTS:
-        fig = figures.curves(records, key, title=label, logy=logy)
+        fig = figures.curves([r for r in records if not r.get("tag", "").endswith("-eval")] if key == "loss"
+                             else records, key, title=label, logy=logy)
         if fig is not None:
-            plots.append(_img_tag(_fig_png(fig), label))
+            plots.append(fig_tag(fig, label))
     if plots:
         parts.append("<h2>Curves</h2>" + "".join(plots))
 
