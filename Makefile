@@ -10,7 +10,7 @@ export ATTNDIFF_CACHE ?= $(HOME)/.cache/attndiff
 
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.attndiff-installed
-RUN_CONFIG ?= configs/train/mnist-cpu.toml
+RUN_CONFIG ?= configs/sfbd/mnist-cpu.toml
 
 .PHONY: setup run test bench clean
 setup: $(STAMP)
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -c "import attndiff, torch" && touch $@
 
 run: setup
-	$(VENV)/bin/attndiff train --config $(RUN_CONFIG)
+	$(VENV)/bin/attndiff sfbd run --config $(RUN_CONFIG)
 
 test: setup
 	$(PY) -m pytest tests

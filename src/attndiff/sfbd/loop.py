@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attndiff import UserError, config
+from attndiff import UserError, checkpoint, config
 from attndiff.diffusion.edm import EDMConfig, Precond
 from attndiff.diffusion.job import DataConfig, FIDConfig, SampleConfig, build_net, evaluate, load_data, model_meta
 from attndiff.diffusion.training import TrainConfig, TrainState, autocast_dtype, train
@@ -129,10 +129,15 @@ class Evaluator:
             out["denoised_fid_n"] = len(self.subset)
         return out
 
+    def done(self, k: int) -> dict | None:
+        """The logged evaluation of round k, if a previous (killed) run finished it."""
+        found = [r for r in self.run.metrics() if r.get("tag") == "sfbd-eval" and r.get("round") == k]
+        return found[-1] if found else None
+
     def __call__(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
-        done = [r for r in self.run.metrics() if r.get("tag") == "sfbd-eval" and r.get("round") == k]
-        if done:
-            return done[-1]
+        record = self.done(k)
+        if record is not None:
+            return record
         idx = self.subset[:8]
         triplets = torch.cat([self.split.originals.images[idx], self.split.noisy[idx].clamp(-1, 1),
                               denoised[idx].clamp(-1, 1)])
@@ -229,18 +234,23 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
         if _should_stop(s, records):
             tqdm.write(f"stopping after round {k - 1}: {s.stop_metric} did not improve for {s.patience} round(s)")
             break
-        denoised = backward_round(cfg, split, ema, run, k)
-        images = torch.cat([split.clean.images, denoised]) if s.forward_data == "clean+denoised" else denoised
         forward_cfg = dataclasses.replace(cfg.train, steps=s.forward_steps, warmup_steps=s.forward_warmup_steps,
                                           seed=cfg.train.seed + k)
         net = build_net(cfg.unet, split.clean.shape).to(cfg.device)
         net.load_state_dict(ema.state_dict())  # warm start from the previous EMA weights, fresh optimizer
-        state = train(TrainState(net, forward_cfg, ema=copy.deepcopy(ema)), images, forward_cfg, edm=cfg.edm,
-                      run=run, tag=f"round{k}", meta={**meta, "round": k}, device=cfg.device,
-                      desc=f"forward round {k}")
+        state = TrainState(net, forward_cfg, ema=copy.deepcopy(ema))
+        finished = checkpoint.load_latest(run.checkpoints, f"round{k}")
+        if finished and finished[1]["step"] >= s.forward_steps and evaluator.done(k):
+            state.load_tensors(finished[0], finished[1]["step"])  # a resumed run: round k is complete
+            records.append(evaluator.done(k))
+        else:
+            denoised = backward_round(cfg, split, ema, run, k)
+            images = torch.cat([split.clean.images, denoised]) if s.forward_data == "clean+denoised" else denoised
+            train(state, images, forward_cfg, edm=cfg.edm, run=run, tag=f"round{k}", meta={**meta, "round": k},
+                  device=cfg.device, desc=f"forward round {k}")
+            records.append(evaluator(k, state.ema, denoised, steps_done + state.step))
         steps_done += state.step
         ema = state.ema
-        records.append(evaluator(k, ema, denoised, steps_done))
 
     report = write_report(run.path, title=f"attndiff SFBD: {cfg.name}", extra_sections=sfbd_sections(run))
     tqdm.write(f"report: {report}")

@@ -1,0 +1,87 @@
+"""SFBD against its baselines at equal training compute, at several clean fractions.
+
+For each clean fraction: one SFBD run (FID after every round) and the four baselines
+(clean-only, noisy-only, ambient, oracle), each trained for the SFBD run's total steps.
+All FIDs use the same N and seeds (stated in the table). Runs are resumable: rerunning the
+script continues unfinished runs and reuses finished ones.
+
+    python benchmarks/sfbd.py --config configs/sfbd/mnist-full.toml --fractions 0.04 0.10
+    python benchmarks/sfbd.py --config configs/sfbd/mnist-cpu.toml --fractions 0.04 --name sfbd-quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import save_results  # noqa: E402
+
+from attndiff import config  # noqa: E402
+from attndiff.run import Run  # noqa: E402
+from attndiff.sfbd.baselines import KINDS, run_baseline  # noqa: E402
+from attndiff.sfbd.loop import SFBDJobConfig, run_sfbd  # noqa: E402
+
+
+def phase_seconds(records: list[dict]) -> dict[str, float]:
+    """Wall time per phase from metrics.jsonl timestamps (first to last record of each tag)."""
+    spans: dict[str, list[float]] = {}
+    for r in records:
+        if r.get("time") is not None:
+            spans.setdefault(r["tag"], []).append(r["time"])
+    return {tag: round(max(t) - min(t), 1) for tag, t in spans.items() if len(t) > 1}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/sfbd/mnist-cpu.toml")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.04, 0.10])
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--name", default=None, help="results name (default: sfbd-<config name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+
+    rows, results = [], {"config": args.config, "overrides": args.overrides, "runs": []}
+    for fraction in args.fractions:
+        cfg = config.load(SFBDJobConfig, args.config, args.overrides + [f"sfbd.clean_fraction={fraction}"])
+        cfg = config.from_dict(SFBDJobConfig, {**config.to_dict(cfg), "name": f"{cfg.name}-c{fraction:g}"})
+        t = time.perf_counter()
+        sfbd_dir = run_sfbd(cfg)
+        records = Run(sfbd_dir).metrics()
+        rounds = [r for r in records if r.get("tag") == "sfbd-eval"]
+        backward = [r for r in records if r.get("tag") == "backward"]
+        entry = {"clean_fraction": fraction, "sigma_zeta": cfg.sfbd.sigma_zeta, "dataset": cfg.data.name,
+                 "fid_n": cfg.fid.n, "total_steps": cfg.total_steps,
+                 "sfbd_fid_per_round": [r.get("fid") for r in rounds],
+                 "denoised_psnr_per_round": [r.get("denoised_psnr") for r in rounds],
+                 "denoised_fid_per_round": [r.get("denoised_fid") for r in rounds],
+                 "backward_images_per_s": [r["images_per_s"] for r in backward],
+                 "phase_seconds": phase_seconds(records), "sfbd_wall_s": round(time.perf_counter() - t, 1),
+                 "baselines": {}}
+        for kind in args.kinds:
+            t = time.perf_counter()
+            out = run_baseline(cfg, kind)
+            fid = [r for r in Run(out).metrics() if r.get("tag") == f"{kind}-eval"][-1]["fid"]
+            entry["baselines"][kind] = {"fid": fid, "wall_s": round(time.perf_counter() - t, 1)}
+        results["runs"].append(entry)
+        fids = " → ".join(f"{f:.1f}" for f in entry["sfbd_fid_per_round"] if f is not None)
+        base = " | ".join(f"{entry['baselines'][k]['fid']:.1f}" if k in entry["baselines"] else "-" for k in KINDS)
+        rows.append(f"| {cfg.data.name} | {fraction:.0%} | {fids} | {base} | "
+                    f"{', '.join(f'{v:.0f}' for v in entry['backward_images_per_s'])} |")
+
+    first = results["runs"][0]
+    table = f"""`python benchmarks/sfbd.py --config {args.config} {' '.join('--set ' + o for o in args.overrides)}`:
+sigma_zeta {first['sigma_zeta']}, FID against {first['fid_n']} test images (N = {first['fid_n']} samples,
+same seeds everywhere), every model trained for {first['total_steps']} steps. SFBD's FID is listed after
+pretraining (round 0 = clean-only pretraining) and after each round.
+
+| data | clean | SFBD FID by round | clean-only | noisy-only | ambient | oracle | backward img/s |
+|---|---:|---|---:|---:|---:|---:|---|
+""" + "\n".join(rows)
+    save_results(args.name or f"sfbd-{Path(args.config).stem}", results, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The SFBD pipeline end to end on a tiny setting: artifacts, data hygiene, kill-and-resume."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from attndiff import checkpoint, config
+from attndiff.run import Run
+from attndiff.sfbd import baselines, loop
+from attndiff.sfbd.loop import SFBDJobConfig, run_sfbd
+
+TINY = [
+    "data.name=digits", "data.limit=200",
+    "unet.channels=8", "unet.channel_mult=[1, 2]", "unet.attn_levels=[1]",
+    "train.steps=6", "train.batch_size=16", "train.precision=fp32", "train.checkpoint_every=2",
+    "train.warmup_steps=2", "train.log_every=2",
+    "sfbd.clean_fraction=0.2", "sfbd.rounds=2", "sfbd.forward_steps=4", "sfbd.forward_warmup_steps=1",
+    "sfbd.backward_steps=10", "sfbd.chunk=50", "sfbd.backward_batch=40", "sfbd.denoised_fid_n=0",
+    "sample.steps=3", "sample.grid=4", "fid.n=0",
+]
+
+
+def tiny(tmp_path, *extra) -> SFBDJobConfig:
+    return config.load(SFBDJobConfig, None, TINY + [f'out="{tmp_path}"', *extra])
+
+
+def final_weights(run_dir, tag="round2"):
+    tensors, meta, _ = checkpoint.load_latest(run_dir / "checkpoints", tag)
+    return {k: v for k, v in tensors.items() if k.startswith(("net.", "ema."))}
+
+
+def test_tiny_run_writes_every_artifact(tmp_path):
+    cfg = tiny(tmp_path / "run", "fid.n=8", "sfbd.denoised_fid_n=8")
+    run_dir = run_sfbd(cfg)
+    assert (run_dir / "report.html").exists() and (run_dir / "config.toml").exists()
+    for k in range(3):
+        assert (run_dir / "samples" / f"triplets-round{k}.png").exists()
+        assert (run_dir / "samples" / f"sfbd-{k:08d}.png").exists()
+    rounds = [r for r in Run(run_dir).metrics() if r.get("tag") == "sfbd-eval"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    for r in rounds:
+        assert r["fid_n"] == 8 and r["denoised_fid_n"] == 8 and r["fid"] > 0 and r["denoised_psnr"] > 0
+    assert len(list((run_dir / "denoised" / "round2").glob("*.npz"))) == 4  # 160 noisy images in chunks of 50
+    assert not (run_dir / "denoised" / "round1").exists()
+    assert [r["round"] for r in Run(run_dir).metrics() if r.get("tag") == "backward"] == [1, 2]
+    assert "SFBD rounds" in (run_dir / "report.html").read_text()
+
+
+def nan_originals(monkeypatch):
+    """Replace the held-back originals by NaN: any use of them in training would make the loss NaN (an error)."""
+    real = loop.make_noisy_split
+
+    def patched(*args, **kwargs):
+        split = real(*args, **kwargs)
+        poisoned = dataclasses.replace(split.originals, images=torch.full_like(split.originals.images, float("nan")))
+        return dataclasses.replace(split, originals=poisoned)
+
+    monkeypatch.setattr(loop, "make_noisy_split", patched)
+
+
+def test_held_back_originals_never_reach_training(tmp_path, monkeypatch):
+    nan_originals(monkeypatch)
+    run_dir = run_sfbd(tiny(tmp_path / "sfbd"))
+    for v in final_weights(run_dir).values():
+        assert torch.isfinite(v).all()
+    for kind in ("clean-only", "noisy-only", "ambient"):
+        out = baselines.run_baseline(tiny(tmp_path / "b"), kind)
+        assert all(torch.isfinite(v).all() for v in final_weights(out, kind).values())
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+def kill_at(monkeypatch, n):
+    """Raise at the n-th write of a checkpoint or a denoised chunk, as if the process died there."""
+    calls = {"n": 0}
+
+    def wrap(fn):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise SimulatedKill(f"killed at write {n}")
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(checkpoint, "save", wrap(checkpoint.save))
+    monkeypatch.setattr(loop, "write_npz", wrap(loop.write_npz))
+
+
+@pytest.mark.parametrize("kill", [2, 5, 8, 11, 15])  # pretrain, round-1 backward, round-1 forward, round-2 backward, last save
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, monkeypatch, kill):
+    reference = final_weights(run_sfbd(tiny(tmp_path / "a")))
+    with monkeypatch.context() as m:
+        kill_at(m, kill)
+        with pytest.raises(SimulatedKill):
+            run_sfbd(tiny(tmp_path / "b"))
+    resumed_dir = run_sfbd(tiny(tmp_path / "b"))
+    resumed = final_weights(resumed_dir)
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+    records = Run(resumed_dir).metrics()
+    pretrain_steps = [r["step"] for r in records if r.get("tag") == "pretrain"]
+    assert pretrain_steps == sorted(set(pretrain_steps))  # no phase logged twice
+    assert [r["round"] for r in records if r.get("tag") == "sfbd-eval"] == [0, 1, 2]
+
+
+def test_stopping_rule():
+    cfg = loop.SFBDConfig(stop_metric="denoised_psnr", patience=1)
+    assert not loop._should_stop(cfg, [{"denoised_psnr": 10.0}, {"denoised_psnr": 12.0}])
+    assert loop._should_stop(cfg, [{"denoised_psnr": 10.0}, {"denoised_psnr": 12.0}, {"denoised_psnr": 11.0}])
+    fid = loop.SFBDConfig(stop_metric="fid", patience=2)
+    assert not loop._should_stop(fid, [{"fid": 50.0}, {"fid": 40.0}, {"fid": 45.0}])
+    assert loop._should_stop(fid, [{"fid": 50.0}, {"fid": 40.0}, {"fid": 45.0}, {"fid": 41.0}])
+
+
+def test_every_sfbd_config_parses_and_builds():
+    from pathlib import Path
+
+    from attndiff.diffusion.unet import UNet
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs" / "sfbd").glob("*.toml")):
+        cfg = config.load(SFBDJobConfig, path)
+        channels = 1 if cfg.data.name in ("mnist", "fashion-mnist") else 3
+        resolution = cfg.data.resolution or {"mnist": 28, "fashion-mnist": 28}.get(cfg.data.name, 0) \
+            or (64 if "celeba" in cfg.name else 32)
+        assert UNet(cfg.unet, channels, resolution) is not None, path
