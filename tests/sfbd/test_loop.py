@@ -89,7 +89,8 @@ def kill_at(monkeypatch, n):
     monkeypatch.setattr(loop, "write_npz", wrap(loop.write_npz))
 
 
-@pytest.mark.parametrize("kill", [2, 5, 8, 11, 15])  # pretrain, round-1 backward, round-1 forward, round-2 backward, last save
+# writes: 3 pretrain saves, 4 round-1 chunks, 2 round-1 saves, 4 round-2 chunks, 2 round-2 saves
+@pytest.mark.parametrize("kill", [2, 5, 8, 11, 15])
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, monkeypatch, kill):
     reference = final_weights(run_sfbd(tiny(tmp_path / "a")))
     with monkeypatch.context() as m:

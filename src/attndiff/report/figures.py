@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,6 +61,8 @@ def curves(records: list[dict], key: str, *, by: str = "tag", x: str = "step", t
     for name, points in series.items():
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, label=name or key)
+    if all(float(px).is_integer() for pts in series.values() for px, _ in pts):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel(x)
     ax.set_ylabel(key)
     if logy:

@@ -36,18 +36,18 @@ def ambient_loss(denoiser, x: torch.Tensor, is_noisy: torch.Tensor, *, cfg: EDMC
     have a = 1, b = 0: the ordinary EDM loss. sigma for noisy samples is the EDM log-normal
     truncated below at sigma_zeta (inverse-CDF sampling).
     """
-    b = x.shape[0]
+    n = x.shape[0]
     normal = torch.distributions.Normal(cfg.p_mean, cfg.p_std)
     floor = normal.cdf(torch.tensor(math.log(sigma_zeta)))
-    u = torch.rand(b, generator=generator).to(x.device)
-    ln_clean = randn(b, generator, x.device) * cfg.p_std + cfg.p_mean
+    u = torch.rand(n, generator=generator).to(x.device)
+    ln_clean = randn(n, generator, x.device) * cfg.p_std + cfg.p_mean
     ln_noisy = normal.icdf((floor + u * (1 - floor)).clamp(max=1 - 1e-7))
     noisy = is_noisy.to(x.device).bool()
     sigma = torch.where(noisy, ln_noisy, ln_clean).exp()
     sz2 = torch.where(noisy, torch.full_like(sigma, sigma_zeta**2), torch.zeros_like(sigma))
     x_t = x + append_dims((sigma**2 - sz2).clamp_min(0).sqrt(), x.ndim) * randn(x.shape, generator, x.device)
-    b_coef = append_dims(sz2 / sigma**2, x.ndim)
-    prediction = (1 - b_coef) * denoiser(x_t, sigma) + b_coef * x_t
+    b = append_dims(sz2 / sigma**2, x.ndim)
+    prediction = (1 - b) * denoiser(x_t, sigma) + b * x_t
     weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
     return weight * (prediction - x).square().flatten(1).mean(1)
 
