@@ -25,10 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from attndiff import UserError, checkpoint, config
-from attndiff.diffusion.edm import EDMConfig, Precond
-from attndiff.diffusion.job import DataConfig, FIDConfig, SampleConfig, build_net, evaluate, load_data, model_meta
-from attndiff.diffusion.training import TrainConfig, TrainState, autocast_dtype, train
-from attndiff.diffusion.unet import UNetConfig, count_parameters
+from attndiff.diffusion.edm import Precond
+from attndiff.diffusion.job import TrainJobConfig, build_net, evaluate, load_data, model_meta
+from attndiff.diffusion.training import TrainState, autocast_dtype, train
+from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
 from attndiff.metrics import fid as fid_metric
 from attndiff.report import figures
@@ -73,21 +73,11 @@ class SFBDConfig:
 
 
 @dataclasses.dataclass
-class SFBDJobConfig:
-    name: str = "sfbd-mnist-cpu"
-    out: str = ""  # run folder (default runs/<name>)
-    device: str = "cpu"
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    edm: EDMConfig = dataclasses.field(default_factory=EDMConfig)
-    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)  # train.steps = pretraining steps
-    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
-    fid: FIDConfig = dataclasses.field(default_factory=FIDConfig)
-    sfbd: SFBDConfig = dataclasses.field(default_factory=SFBDConfig)
+class SFBDJobConfig(TrainJobConfig):
+    """The `attndiff train` job's sections (train.steps = pretraining steps) plus [sfbd]."""
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out or f"runs/{self.name}")
+    name: str = "sfbd-mnist-cpu"
+    sfbd: SFBDConfig = dataclasses.field(default_factory=SFBDConfig)
 
     @property
     def total_steps(self) -> int:
