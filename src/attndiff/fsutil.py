@@ -30,11 +30,6 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def write_npz(path: str | Path, **arrays) -> Path:
     """np.savez_compressed, atomically."""
     import numpy as np

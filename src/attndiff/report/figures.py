@@ -40,14 +40,6 @@ def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None, scale:
     return path
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def curves(records: list[dict], key: str, *, by: str = "tag", x: str = "step", title: str = "",
            logy: bool = False):
     """One line per value of `by` (e.g. training phase) of records[key] against records[x]."""
