@@ -121,6 +121,11 @@ def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu"
     return LoadedModel(denoiser, edm, unet, tuple(meta["image_shape"]), meta)
 
 
+def ema_denoiser(ema, cfg: TrainJobConfig) -> Precond:
+    """The EMA network as a denoiser, in the job's precision on the job's device."""
+    return Precond(ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
+
+
 def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str,
              extra: dict | None = None) -> dict:
     """Sample grid, then FID on cfg.fid.n samples; logs and returns the metrics (plus `extra` fields).
@@ -134,11 +139,13 @@ def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: 
     def labels(n):  # class-conditional models: classes in turn
         return torch.arange(n) % cfg.unet.num_classes if cfg.unet.num_classes else None
 
-    grid = generate(denoiser, s.grid, shape, sigmas, class_labels=labels(s.grid), **kwargs)
-    save_grid(grid, run.samples / f"{tag}-{step:08d}.png")
+    # sample i always has seed i, so the grid is the first images of the FID set: sample once
+    n = max(s.grid, cfg.fid.n)
+    samples = generate(denoiser, n, shape, sigmas, class_labels=labels(n), **kwargs)
+    save_grid(samples[:s.grid], run.samples / f"{tag}-{step:08d}.png")
     record = {"tag": f"{tag}-eval", "step": step, **(extra or {})}
     if cfg.fid.n:
-        samples = generate(denoiser, cfg.fid.n, shape, sigmas, class_labels=labels(cfg.fid.n), **kwargs)
+        samples = samples[:cfg.fid.n]
         write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
         record.update(fid_metric.fid(samples, fid_dataset, cfg.fid.split, cfg.fid.n))
         tqdm.write(f"{tag} step {step}: FID {record['fid']:.2f} (N={cfg.fid.n}), KID {record['kid']:.4f}")
@@ -158,8 +165,8 @@ def run_train(cfg: TrainJobConfig) -> Path:
     state = TrainState(net, cfg.train)
     train(state, data.images, cfg.train, edm=cfg.edm, run=run, labels=labels,
           meta=model_meta(cfg, data.shape), device=cfg.device)
-    denoiser = Precond(state.ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
-    evaluate(denoiser, cfg, data.shape, run, tag="train", step=state.step, fid_dataset=cfg.data.name)
+    evaluate(ema_denoiser(state.ema, cfg), cfg, data.shape, run, tag="train", step=state.step,
+             fid_dataset=cfg.data.name)
     report = write_report(run.path, title=f"attndiff train: {cfg.name}")
     tqdm.write(f"report: {report}")
     return run.path

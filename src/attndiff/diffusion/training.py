@@ -82,8 +82,9 @@ def ema_update(ema: nn.Module, net: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+def step_seed(seed: int, step: int) -> int:
+    """The seed of everything random in training step `step` (noise levels, noise, dropout)."""
+    return seed * 1_000_003 + step
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
@@ -170,8 +171,8 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
         idx = batch_indices(len(images), batch, step, cfg.seed)
         x = images[idx].to(device)
         y = labels[idx].to(device) if labels is not None else None
-        gen = step_generator(cfg.seed, step)
-        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout draws from the global RNG
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step))
+        torch.manual_seed(step_seed(cfg.seed, step))  # dropout draws from the global RNG
 
         for g in state.opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from attndiff import UserError, config
-from attndiff.diffusion.edm import EDMConfig, Precond, append_dims, randn
-from attndiff.diffusion.job import build_net, evaluate, model_meta
-from attndiff.diffusion.training import TrainState, autocast_dtype, train
+from attndiff.diffusion.edm import EDMConfig, append_dims, randn
+from attndiff.diffusion.job import build_net, ema_denoiser, evaluate, model_meta
+from attndiff.diffusion.training import TrainState, train
 from attndiff.report.html import write_report
 from attndiff.run import Run
 from attndiff.sfbd.loop import SFBDJobConfig, load_split
@@ -81,9 +81,8 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
                   loss_fn=loss_fn, meta=model_meta(cfg, split.clean.shape), device=cfg.device, desc=kind)
     done = [r for r in run.metrics() if r.get("tag") == f"{kind}-eval"]
     if not done:
-        denoiser = Precond(state.ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
-        evaluate(denoiser, cfg, split.clean.shape, run, tag=kind, step=state.step, fid_dataset=cfg.data.name,
-                 extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
+        evaluate(ema_denoiser(state.ema, cfg), cfg, split.clean.shape, run, tag=kind, step=state.step,
+                 fid_dataset=cfg.data.name, extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
     report = write_report(run.path, title=f"attndiff SFBD baseline {kind}: {cfg.name}")
     print(f"report: {report}")
     return run.path

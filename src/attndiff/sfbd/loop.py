@@ -25,9 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from attndiff import UserError, checkpoint, config
-from attndiff.diffusion.edm import Precond
-from attndiff.diffusion.job import TrainJobConfig, build_net, evaluate, load_data, model_meta
-from attndiff.diffusion.training import TrainState, autocast_dtype, train
+from attndiff.diffusion.job import TrainJobConfig, build_net, ema_denoiser, evaluate, load_data, model_meta
+from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
 from attndiff.metrics import fid as fid_metric
@@ -133,7 +132,7 @@ class Evaluator:
                               denoised[idx].clamp(-1, 1)])
         save_grid(triplets, self.run.samples / f"triplets-round{k}.png", nrow=len(idx))
         cfg = self.cfg
-        denoiser = Precond(ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
+        denoiser = ema_denoiser(ema, cfg)
         extra = {"round": k, "images_seen": step * cfg.train.batch_size, **self.denoised_metrics(denoised)}
         record = evaluate(denoiser, cfg, self.split.clean.shape, self.run, tag="sfbd", step=k,
                           fid_dataset=cfg.data.name, extra=extra)
@@ -150,7 +149,7 @@ def backward_round(cfg: SFBDJobConfig, split: NoisySplit, ema, run: Run, k: int)
     for old in (run.path / "denoised").glob("round*"):  # earlier rounds' sets are no longer needed
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
-    denoiser = Precond(ema, cfg.edm.sigma_data, autocast_dtype(cfg.train.precision, cfg.device))
+    denoiser = ema_denoiser(ema, cfg)
     n = len(split.noisy)
     chunks, computed, t0 = [], 0, time.perf_counter()
     bar = tqdm(total=n, desc=f"backward round {k}", unit="img", leave=False)
@@ -230,9 +229,10 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
         net.load_state_dict(ema.state_dict())  # warm start from the previous EMA weights, fresh optimizer
         state = TrainState(net, forward_cfg, ema=copy.deepcopy(ema))
         finished = checkpoint.load_latest(run.checkpoints, f"round{k}")
-        if finished and finished[1]["step"] >= s.forward_steps and evaluator.done(k):
+        evaluated = evaluator.done(k)
+        if finished and finished[1]["step"] >= s.forward_steps and evaluated:
             state.load_tensors(finished[0], finished[1]["step"])  # a resumed run: round k is complete
-            records.append(evaluator.done(k))
+            records.append(evaluated)
         else:
             denoised = backward_round(cfg, split, ema, run, k)
             images = torch.cat([split.clean.images, denoised]) if s.forward_data == "clean+denoised" else denoised
