@@ -15,7 +15,7 @@ def _run(*args):
 
 
 def test_every_subcommand_has_help():
-    for cmd in ("train", "sample", "fid", "report", "data"):
+    for cmd in ("train", "sample", "fid", "report", "data", "spd"):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0

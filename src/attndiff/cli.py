@@ -44,16 +44,37 @@ def cmd_sfbd(args) -> int:
     return 0
 
 
+def cmd_spd(args) -> int:
+    if args.spd_command == "denoise":
+        from attndiff.symmetry.denoise import run_denoise
+
+        run_denoise(args.images, args.model, sigma=args.sigma, out=args.out, group=args.group, ode=args.ode,
+                    add_noise=args.add_noise, steps=args.steps, seed=args.seed, device=args.device,
+                    precision=args.precision)
+        return 0
+    from attndiff import config
+    from attndiff.symmetry.job import SPDJobConfig, run_spd
+
+    overrides = list(args.overrides)
+    overrides += [f"spd.group={args.group}"] if args.group else []
+    overrides += [f"spd.method={args.method}"] if args.method else []
+    cfg = config.load(SPDJobConfig, args.config, overrides)
+    if (args.group or args.method) and not any(o.startswith("out=") for o in args.overrides):
+        cfg.out = str(cfg.run_dir.with_name(f"{cfg.run_dir.name}-{cfg.spd.method}-{cfg.spd.group}"))
+    run_spd(cfg)
+    return 0
+
+
 def cmd_sample(args) -> int:
     from attndiff.data.images import to_uint8
-    from attndiff.diffusion.job import load_denoiser
+    from attndiff.symmetry.job import load_model
     from attndiff.diffusion.sampling import edm_sigmas, generate
     from attndiff.fsutil import write_npz
     from attndiff.report.figures import save_grid
 
     if args.n < 1 or args.steps < 1:
         raise UserError("--n and --steps must be >= 1")
-    model = load_denoiser(args.run, device=args.device)
+    model = load_model(args.run, device=args.device)
     sigmas = edm_sigmas(args.steps, model.edm.sigma_min, model.edm.sigma_max, model.edm.rho)
     labels = None
     if model.unet.num_classes:
@@ -142,6 +163,45 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--kind", required=True, choices=["clean-only", "noisy-only", "ambient", "oracle"])
     _add_config_args(q, "configs/sfbd/mnist-cpu.toml")
     p.set_defaults(func=cmd_sfbd)
+
+    p = sub.add_parser("spd", help="structure-preserving diffusion: equivariant models and denoising",
+                       description="Diffusion models whose denoiser is equivariant under a group of 90-degree "
+                       "rotations and flips (arXiv 2402.19369), so the learned distribution is exactly invariant.")
+    spd = p.add_subparsers(dest="spd_command", metavar="SPD_COMMAND", required=True)
+    q = spd.add_parser("train", help="train one method (wt, fa, reg, augment, none) for a group",
+                       description="Train a diffusion model with a symmetry method: wt (weight-tied, group-invariant "
+                       "conv kernels), fa (frame averaging over the group), reg (equivariance regulariser against "
+                       "the EMA, sampled with frame averaging), augment (random group elements as data "
+                       "augmentation) or none. Writes checkpoints, samples, FID against the dataset's test split, "
+                       "the equivariance error, the samples' invariance score (and, with spd.orientation_shares, "
+                       "the share of samples per orientation) and report.html. With --group or --method the run "
+                       "folder gets them as a suffix, so the methods of one config land side by side.",
+                       epilog=EPILOG)
+    _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
+    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"], help="override spd.group")
+    q.add_argument("--method", choices=["none", "augment", "wt", "fa", "reg"], help="override spd.method")
+    q = spd.add_parser("denoise", help="orientation-free denoising of image files with a trained model",
+                       description="Denoise images that carry Gaussian noise of std SIGMA (on the [-1, 1] pixel "
+                       "scale) by running the model's reverse process from SIGMA to 0. With an equivariant model "
+                       "(or any model, frame-averaged over --group) turning or mirroring the input turns or "
+                       "mirrors the output the same way. Writes <name>-denoised.png per image and "
+                       "comparison.png (inputs above outputs) into --out.")
+    q.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) of the model's size")
+    q.add_argument("--model", required=True, help="run folder or .safetensors checkpoint (any attndiff model)")
+    q.add_argument("--sigma", type=float, required=True, help="noise std of the images on the [-1, 1] scale "
+                   "(0.59 is about 75/255 on the 0..255 scale)")
+    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"],
+                   help="symmetry to enforce (default: the model's own; other groups are frame-averaged)")
+    q.add_argument("--ode", action="store_true", help="deterministic probability-flow ODE (Heun) instead of the "
+                   "reverse SDE (a posterior sample)")
+    q.add_argument("--add-noise", action="store_true", help="add noise of std SIGMA first (for clean images)")
+    q.add_argument("--steps", type=int, default=40, help="EDM grid points before truncation at SIGMA (default 40)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the first image's noise (default 0)")
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="network precision (auto: bf16 where the CPU is fast at it; fp32: exact equivariance)")
+    q.add_argument("--out", default="denoised", help="output folder (default ./denoised)")
+    p.set_defaults(func=cmd_spd)
 
     p = sub.add_parser("sample", help="generate images from a trained model",
                        description="Generate images with the EMA weights of a run (or a checkpoint file).")

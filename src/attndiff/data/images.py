@@ -1,7 +1,10 @@
 """Image datasets as float tensors in [-1, 1], NCHW, with integer labels.
 
 Every dataset has a stable name: `mnist`, `fashion-mnist`, `emoji`, `digits`,
-`folder:PATH` and `npz:PATH`. Nothing is downloaded: each source is a file that a
+`folder:PATH` and `npz:PATH`, plus the symmetric variants of the structure-preserving work:
+`c4-mnist` (each MNIST image turned by a seeded random multiple of 90 degrees), `d4-emoji`
+(each emoji turned and mirrored at random) and `binary-mnist` (upright MNIST thresholded to
+{-1, 1}: the single-orientation toy set, 512 images with `limit = 512`). Nothing is downloaded: each source is a file that a
 registry package installs (see `make setup`) or that the user brings.
 """
 
@@ -277,6 +280,33 @@ def images_from_array(a: np.ndarray, where: str) -> torch.Tensor:
     return x.clamp_(-1, 1)
 
 
+# --- symmetric variants ----------------------------------------------------------------
+
+def randomly_oriented(data: ImageDataset, name: str, *, flips: bool, seed: int) -> ImageDataset:
+    """Each image rotated by a random multiple of 90 degrees (after a left-right mirror with
+    probability 1/2 if `flips`): a sample of the C4- (or D4-) invariant version of the data."""
+    gen = torch.Generator().manual_seed(seed)
+    k = torch.randint(4, (len(data),), generator=gen)
+    m = torch.randint(2, (len(data),), generator=gen) if flips else torch.zeros_like(k)
+    images = data.images.clone()
+    for kk in range(4):
+        for mm in range(2):
+            rows = ((k == kk) & (m == mm)).nonzero().flatten()
+            if len(rows):
+                x = data.images[rows].flip(-1) if mm else data.images[rows]
+                images[rows] = torch.rot90(x, kk, dims=(-2, -1))
+    return dataclasses.replace(data, name=name, images=images)
+
+
+def _split_seed(split: str) -> int:
+    return {"train": 0, "test": 1}.get(split, 2)
+
+
+def _binary_mnist(split: str) -> ImageDataset:
+    data = _mnist(split)
+    return dataclasses.replace(data, name="binary-mnist", images=torch.where(data.images > 0, 1.0, -1.0))
+
+
 # --- the registry ----------------------------------------------------------------------
 
 def _fixed_split(load_all, name: str, split: str, test_fraction: float = 0.1) -> ImageDataset:
@@ -299,6 +329,10 @@ DATASETS = {
     "fashion-mnist": _fashion,
     "emoji": lambda split: _fixed_split(_emoji_all, "emoji", split),
     "digits": lambda split: _fixed_split(_digits_all, "digits", split),
+    "c4-mnist": lambda split: randomly_oriented(_mnist(split), "c4-mnist", flips=False, seed=_split_seed(split)),
+    "d4-emoji": lambda split: randomly_oriented(DATASETS["emoji"](split), "d4-emoji", flips=True,
+                                                seed=_split_seed(split)),
+    "binary-mnist": _binary_mnist,
 }
 USER_SOURCES = {"folder": _folder, "npz": _npz}
 

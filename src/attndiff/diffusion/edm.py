@@ -73,13 +73,16 @@ def randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=gen_device).to(device)
 
 
+def edm_noise(x: torch.Tensor, cfg: EDMConfig, generator: torch.Generator | None = None):
+    """One training draw: (sigma, x + sigma n, lambda(sigma)), ln sigma ~ N(P_mean, P_std^2)."""
+    sigma = (randn(x.shape[0], generator, x.device) * cfg.p_std + cfg.p_mean).exp()
+    weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
+    noisy = x + randn(x.shape, generator, x.device) * append_dims(sigma, x.ndim)
+    return sigma, noisy, weight
+
+
 def edm_loss(denoiser, x: torch.Tensor, class_labels=None, *, cfg: EDMConfig,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample EDM loss (B,): lambda(sigma) * mean ||D(x + n, sigma) - x||^2, ln sigma ~ N(P_mean, P_std^2)."""
-    b = x.shape[0]
-    rnd = randn(b, generator, x.device)
-    sigma = (rnd * cfg.p_std + cfg.p_mean).exp()
-    weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
-    noise = randn(x.shape, generator, x.device) * append_dims(sigma, x.ndim)
-    denoised = denoiser(x + noise, sigma, class_labels)
-    return weight * (denoised - x).square().flatten(1).mean(1)
+    """Per-sample EDM loss (B,): lambda(sigma) * mean ||D(x + n, sigma) - x||^2."""
+    sigma, noisy, weight = edm_noise(x, cfg, generator)
+    return weight * (denoiser(noisy, sigma, class_labels) - x).square().flatten(1).mean(1)

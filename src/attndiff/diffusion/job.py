@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from attndiff import UserError, checkpoint, config
@@ -101,24 +102,33 @@ class LoadedModel:
     meta: dict
 
 
-def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu",
-                  precision: str = "auto") -> LoadedModel:
-    """Rebuild the denoiser from a checkpoint file, or from a run folder's newest checkpoint (any phase)."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a checkpoint file, or of a run folder's newest checkpoint (any phase)."""
     path = Path(path)
-    if path.is_dir():
-        found = checkpoint.load_latest(path / "checkpoints", None)
-        if found is None:
-            raise UserError(f"no checkpoint found in {path / 'checkpoints'}")
-        tensors, meta, _ = found
-    else:
-        tensors, meta = checkpoint.load(path)
+    if not path.is_dir():
+        return checkpoint.load(path)
+    found = checkpoint.load_latest(path / "checkpoints", None)
+    if found is None:
+        raise UserError(f"no checkpoint found in {path / 'checkpoints'}")
+    return found[0], found[1]
+
+
+def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto",
+                  build: Callable[[UNetConfig, tuple, dict], nn.Module] | None = None) -> LoadedModel:
+    """Rebuild the denoiser from a checkpoint file or a run folder.
+
+    build(unet_config, image_shape, metadata) makes the network the weights belong to
+    (default: the plain UNet); the structure-preserving models pass their own.
+    """
+    tensors, meta = read_checkpoint(path)
     edm = config.from_dict(EDMConfig, meta["config"].get("edm", {}), "edm")
     unet = config.from_dict(UNetConfig, meta["config"].get("unet", {}), "unet")
-    net = build_net(unet, meta["image_shape"])
+    shape = tuple(meta["image_shape"])
+    net = build(unet, shape, meta) if build else build_net(unet, shape)
     prefix = "ema." if use_ema else "net."
     net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     denoiser = Precond(net.to(device).eval(), edm.sigma_data, autocast_dtype(precision, device))
-    return LoadedModel(denoiser, edm, unet, tuple(meta["image_shape"]), meta)
+    return LoadedModel(denoiser, edm, unet, shape, meta)
 
 
 def ema_denoiser(ema, cfg: TrainJobConfig) -> Precond:
@@ -129,6 +139,8 @@ def ema_denoiser(ema, cfg: TrainJobConfig) -> Precond:
 def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: int, fid_dataset: str,
              extra: dict | None = None) -> dict:
     """Sample grid, then FID on cfg.fid.n samples; logs and returns the metrics (plus `extra` fields).
+
+    All max(grid, fid.n) samples are kept in samples/<tag>-samples.npz (uint8).
 
     `cfg` needs the sections edm, sample, fid, unet and device (any job config that has them).
     """
@@ -144,10 +156,9 @@ def evaluate(denoiser, cfg: TrainJobConfig, shape, run: Run, *, tag: str, step: 
     samples = generate(denoiser, n, shape, sigmas, class_labels=labels(n), **kwargs)
     save_grid(samples[:s.grid], run.samples / f"{tag}-{step:08d}.png")
     record = {"tag": f"{tag}-eval", "step": step, **(extra or {})}
+    write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
     if cfg.fid.n:
-        samples = samples[:cfg.fid.n]
-        write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
-        record.update(fid_metric.fid(samples, fid_dataset, cfg.fid.split, cfg.fid.n))
+        record.update(fid_metric.fid(samples[:cfg.fid.n], fid_dataset, cfg.fid.split, cfg.fid.n))
         tqdm.write(f"{tag} step {step}: FID {record['fid']:.2f} (N={cfg.fid.n}), KID {record['kid']:.4f}")
     run.log(record)
     return record

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from attndiff.diffusion.edm import randn
+from attndiff.diffusion.edm import EDMConfig, randn
 
 Noise = Callable[[torch.Tensor], torch.Tensor]  # like -> standard normal tensor of like's shape
 
@@ -151,3 +151,43 @@ def generate(denoiser, n: int, shape: Sequence[int], sigmas: torch.Tensor, *, se
         bar.update(len(batch_seeds))
     bar.close()
     return torch.cat(out)
+
+
+def denoise_sigmas(sigma: float, steps: int, edm: EDMConfig = EDMConfig()) -> torch.Tensor:
+    """The EDM rho-grid of `steps` points, truncated at sigma, with sigma itself as the first point."""
+    return truncate_sigmas(edm_sigmas(steps, edm.sigma_min, edm.sigma_max, edm.rho), sigma)
+
+
+@torch.no_grad()
+def denoise(denoiser, y: torch.Tensor, sigma: float, *, steps: int, stochastic: bool = True,
+            generator: torch.Generator | None = None, seeds: Sequence[int] | None = None,
+            noise: Noise | None = None, edm: EDMConfig = EDMConfig(), batch_size: int = 256, device="cpu",
+            progress: bool | str = False) -> torch.Tensor:
+    """Denoise images y that carry Gaussian noise of std `sigma`: the reverse process from sigma to 0.
+
+    In the variance-exploding parametrisation x_t = x_0 + t eps, y *is* a draw of x_t at t = sigma,
+    so the reverse SDE started at y samples the model's posterior p(x_0 | x_sigma = y)
+    (stochastic=True); stochastic=False integrates the probability-flow ODE with Heun, which maps
+    the noisy marginal onto the model's data marginal but does not sample the posterior. SFBD's
+    backward step and equivariant image denoising are both this function.
+
+    steps: points of the full EDM grid before truncation (the SFBD authors used 40).
+    seeds: one seed per image (e.g. its dataset index), so that each image's result does not
+    depend on the batch or rank it is processed in; else `noise` (a callable, for one batch) or
+    `generator` drives the injected noise.
+    """
+    if seeds is not None and len(seeds) != len(y):
+        raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(y)} images")
+    if noise is not None and len(y) > batch_size:
+        raise ValueError("a noise callable covers one batch: pass seeds for more images than batch_size")
+    sigmas = denoise_sigmas(sigma, steps, edm).to(device)
+    solver = "sde" if stochastic else "heun"
+    shared_noise = noise or gaussian_noise(generator)
+    out = []
+    starts = range(0, len(y), batch_size)
+    desc = progress if isinstance(progress, str) else "denoising"
+    for start in tqdm(starts, desc=desc, leave=False, disable=not progress, unit="batch"):
+        batch = y[start:start + batch_size].to(device)
+        batch_noise = PerSampleNoise(seeds[start:start + batch_size]) if seeds is not None else shared_noise
+        out.append(sample(denoiser, batch, sigmas, solver=solver, noise=batch_noise).cpu())
+    return torch.cat(out) if out else y.new_empty(y.shape)

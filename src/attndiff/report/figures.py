@@ -33,10 +33,10 @@ def grid_image(x: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: in
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
 
 
-def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
+def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2, pad: int = 2) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        grid_image(x, nrow, scale=scale).save(tmp, format="PNG")
+        grid_image(x, nrow, pad=pad, scale=scale).save(tmp, format="PNG")
     return path
 
 
@@ -63,4 +63,15 @@ def curves(records: list[dict], key: str, *, by: str = "tag", x: str = "step", t
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
+    return fig
+
+
+def bars(values: dict[str, float], *, title: str = "", reference: float | None = None):
+    """A bar per key; `reference` draws a dashed line (e.g. the equal share 1/|G|)."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    ax.bar(list(values), list(values.values()), color="#4477aa")
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
     return fig

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from attndiff.diffusion.edm import Precond
+from attndiff.diffusion.unet import UNet, UNetConfig
+
+TINY = UNetConfig(channels=8, channel_mult=(1, 2), num_blocks=1, attn_levels=(1,))
+
+
+def perturbed(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights everywhere, zero-initialised layers included, so every path carries signal."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return net
+
+
+def tiny_denoiser(resolution: int = 16, tie=None, channels: int = 1) -> Precond:
+    torch.manual_seed(0)
+    net = UNet(TINY, channels, resolution)
+    if tie is not None:
+        from attndiff.symmetry.layers import tie_weights
+
+        tie_weights(net, tie)
+    return Precond(perturbed(net).eval())
+
+
+@pytest.fixture
+def asymmetric_images():
+    """Random images with no symmetry at all."""
+    return torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
