@@ -56,18 +56,18 @@ def cmd_spd(args) -> int:
     from attndiff.symmetry.job import SPDJobConfig, run_spd
 
     overrides = list(args.overrides)
-    overrides += [f"spd.group={args.group}"] if args.group else []
-    overrides += [f"spd.method={args.method}"] if args.method else []
+    overrides += [f"symmetry.group={args.group}"] if args.group else []
+    overrides += [f"symmetry.method={args.method}"] if args.method else []
     cfg = config.load(SPDJobConfig, args.config, overrides)
     if (args.group or args.method) and not any(o.startswith("out=") for o in args.overrides):
-        cfg.out = str(cfg.run_dir.with_name(f"{cfg.run_dir.name}-{cfg.spd.method}-{cfg.spd.group}"))
+        cfg.out = str(cfg.run_dir.with_name(f"{cfg.run_dir.name}-{cfg.symmetry.method}-{cfg.symmetry.group}"))
     run_spd(cfg)
     return 0
 
 
 def cmd_sample(args) -> int:
     from attndiff.data.images import to_uint8
-    from attndiff.symmetry.job import load_model
+    from attndiff.symmetry.models import load_model
     from attndiff.diffusion.sampling import edm_sigmas, generate
     from attndiff.fsutil import write_npz
     from attndiff.report.figures import save_grid
@@ -173,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "conv kernels), fa (frame averaging over the group), reg (equivariance regulariser against "
                        "the EMA, sampled with frame averaging), augment (random group elements as data "
                        "augmentation) or none. Writes checkpoints, samples, FID against the dataset's test split, "
-                       "the equivariance error, the samples' invariance score (and, with spd.orientation_shares, "
+                       "the equivariance error, the samples' invariance score (and, with symmetry_metrics.orientation_shares, "
                        "the share of samples per orientation) and report.html. With --group or --method the run "
                        "folder gets them as a suffix, so the methods of one config land side by side.",
                        epilog=EPILOG)
     _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
-    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"], help="override spd.group")
-    q.add_argument("--method", choices=["none", "augment", "wt", "fa", "reg"], help="override spd.method")
+    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"], help="override symmetry.group")
+    q.add_argument("--method", choices=["none", "augment", "wt", "fa", "reg"], help="override symmetry.method")
     q = spd.add_parser("denoise", help="orientation-free denoising of image files with a trained model",
                        description="Denoise images that carry Gaussian noise of std SIGMA (on the [-1, 1] pixel "
                        "scale) by running the model's reverse process from SIGMA to 0. With an equivariant model "

@@ -7,13 +7,13 @@ from PIL import Image
 
 from attndiff.cli import main
 from attndiff.symmetry import groups
-from attndiff.symmetry.job import load_model
+from attndiff.symmetry.models import load_model
 from attndiff.symmetry.metrics import equivariance_error
 
 TINY = ["--set", "unet.channels=8", "--set", "unet.channel_mult=[1, 2]", "--set", "unet.attn_levels=[1]",
         "--set", "data.limit=64", "--set", "train.steps=4", "--set", "train.batch_size=8",
         "--set", "train.precision=fp32", "--set", "fid.n=0", "--set", "sample.grid=4", "--set", "sample.steps=3",
-        "--set", "spd.invariance=false"]
+        "--set", "symmetry_metrics.invariance=false"]
 
 
 def _train(tmp_path, method, *extra):

@@ -22,16 +22,16 @@ from attndiff.fsutil import write_text
 from attndiff.report.figures import save_grid
 from attndiff.symmetry import groups
 from attndiff.symmetry.averaging import frame_average
-from attndiff.symmetry.job import load_model, spd_config_of
+from attndiff.symmetry.models import EQUIVARIANT, load_model, symmetry_of
 
 
 def equivariant_denoiser(model: LoadedModel, group_name: str | None):
     """The model's denoiser, frame-averaged over `group_name` unless it is already equivariant under it."""
-    own = spd_config_of(model.meta)
+    own = symmetry_of(model.meta)
     if group_name is None:
-        return model.denoiser, own.group if own.method in ("wt", "fa", "reg") else "trivial"
+        return model.denoiser, own.group if own.method in EQUIVARIANT else "trivial"
     group = groups.get(group_name)
-    if own.method in ("wt", "fa", "reg") and groups.get(own.group).name == group.name:
+    if own.method in EQUIVARIANT and groups.get(own.group).name == group.name:
         return model.denoiser, group.name
     return frame_average(model.denoiser, group), group.name
 
