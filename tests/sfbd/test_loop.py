@@ -128,3 +128,29 @@ def test_every_sfbd_config_parses_and_builds():
         resolution = cfg.data.resolution or {"mnist": 28, "fashion-mnist": 28}.get(cfg.data.name, 0) \
             or (64 if "celeba" in cfg.name else 32)
         assert UNet(cfg.unet, channels, resolution) is not None, path
+
+
+@pytest.mark.parametrize("method", ["wt", "fa"])
+def test_sfbd_with_an_equivariant_model_keeps_it_equivariant(tmp_path, method):
+    """[symmetry] in an SFBD config: every phase trains, denoises and samples with the equivariant model."""
+    from attndiff.symmetry import groups
+    from attndiff.symmetry.metrics import equivariance_error
+    from attndiff.symmetry.models import load_model
+
+    cfg = tiny(tmp_path / method, "data.name=c4-mnist", "data.limit=100", "symmetry.group=C4",
+               f"symmetry.method={method}")
+    run_dir = run_sfbd(cfg)
+    model = load_model(run_dir, precision="fp32")  # the newest checkpoint: round 2's fine-tuned model
+    assert model.meta["tag"] == "round2"
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert equivariance_error(model.denoiser, x, groups.get("C4")) < 1e-5
+    baseline = baselines.run_baseline(cfg, "clean-only")
+    assert equivariance_error(load_model(baseline, precision="fp32").denoiser, x, groups.get("C4")) < 1e-5
+
+
+def test_ambient_baseline_refuses_symmetry_methods_with_their_own_loss(tmp_path):
+    from attndiff import UserError
+
+    cfg = tiny(tmp_path, "symmetry.group=C4", "symmetry.method=reg")
+    with pytest.raises(UserError, match="ambient baseline supports symmetry.method none or wt"):
+        baselines.run_baseline(cfg, "ambient")

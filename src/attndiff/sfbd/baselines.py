@@ -17,11 +17,11 @@ import torch
 
 from attndiff import UserError, config
 from attndiff.diffusion.edm import EDMConfig, append_dims, randn
-from attndiff.diffusion.job import build_net, ema_denoiser, evaluate, model_meta
+from attndiff.diffusion.job import evaluate, model_meta
 from attndiff.diffusion.training import TrainState, train
 from attndiff.report.html import write_report
 from attndiff.run import Run
-from attndiff.sfbd.loop import SFBDJobConfig, load_split
+from attndiff.sfbd.loop import SFBDJobConfig, load_split, loss_of, model_denoiser, new_net
 
 KINDS = ("clean-only", "noisy-only", "ambient", "oracle")
 
@@ -55,6 +55,8 @@ def ambient_loss(denoiser, x: torch.Tensor, is_noisy: torch.Tensor, *, cfg: EDMC
 def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
     if kind not in KINDS:
         raise UserError(f"unknown baseline kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind == "ambient" and cfg.symmetry.method not in ("none", "wt"):
+        raise UserError("the ambient baseline supports symmetry.method none or wt (its loss is its own)")
     split = load_split(cfg)
     flags, loss_fn = None, None
     if kind == "clean-only":
@@ -75,13 +77,15 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
     run.write_config(config.dumps_toml({"baseline": kind, **config.to_dict(cfg)}))
     train_cfg = dataclasses.replace(cfg.train, steps=cfg.total_steps)
     torch.manual_seed(cfg.train.seed)
-    net = build_net(cfg.unet, split.clean.shape).to(cfg.device)
+    net = new_net(cfg, split.clean.shape)
     print(f"baseline {kind}: {len(images)} training images, {train_cfg.steps} steps (as the SFBD run)")
-    state = train(TrainState(net, train_cfg), images, train_cfg, edm=cfg.edm, run=run, tag=kind, labels=flags,
-                  loss_fn=loss_fn, meta=model_meta(cfg, split.clean.shape), device=cfg.device, desc=kind)
+    state = TrainState(net, train_cfg)
+    train(state, images, train_cfg, edm=cfg.edm, run=run, tag=kind, labels=flags,
+          loss_fn=loss_fn or loss_of(cfg, state), meta=model_meta(cfg, split.clean.shape), device=cfg.device,
+          desc=kind)
     done = [r for r in run.metrics() if r.get("tag") == f"{kind}-eval"]
     if not done:
-        evaluate(ema_denoiser(state.ema, cfg), cfg, split.clean.shape, run, tag=kind, step=state.step,
+        evaluate(model_denoiser(state.ema, cfg), cfg, split.clean.shape, run, tag=kind, step=state.step,
                  fid_dataset=cfg.data.name, extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
     report = write_report(run.path, title=f"attndiff SFBD baseline {kind}: {cfg.name}")
     print(f"report: {report}")

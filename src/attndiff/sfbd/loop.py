@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attndiff import UserError, checkpoint, config
-from attndiff.diffusion.job import TrainJobConfig, build_net, ema_denoiser, evaluate, load_data, model_meta
+from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta
 from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
@@ -36,6 +36,7 @@ from attndiff.report.html import fig_tag, round_table, write_report
 from attndiff.run import Run
 from attndiff.sfbd.backward import backward
 from attndiff.sfbd.noisy import NoisySplit, make_noisy_split
+from attndiff.symmetry.models import SymmetryConfig, build_net, sampling_denoiser, training_loss
 
 STOP_METRICS = {"fid": -1, "denoised_fid": -1, "denoised_psnr": +1}  # sign: +1 higher is better
 
@@ -73,10 +74,12 @@ class SFBDConfig:
 
 @dataclasses.dataclass
 class SFBDJobConfig(TrainJobConfig):
-    """The `attndiff train` job's sections (train.steps = pretraining steps) plus [sfbd]."""
+    """The `attndiff train` job's sections (train.steps = pretraining steps) plus [sfbd], and
+    optionally [symmetry]: an equivariant model learns a symmetric distribution from noisy data."""
 
     name: str = "sfbd-mnist-cpu"
     sfbd: SFBDConfig = dataclasses.field(default_factory=SFBDConfig)
+    symmetry: SymmetryConfig = dataclasses.field(default_factory=SymmetryConfig)
 
     @property
     def total_steps(self) -> int:
@@ -86,6 +89,20 @@ class SFBDJobConfig(TrainJobConfig):
     def validate(self):
         if self.unet.num_classes:
             raise UserError("sfbd: class-conditional models are not supported yet (set unet.num_classes = 0)")
+
+
+def new_net(cfg: SFBDJobConfig, shape) -> torch.nn.Module:
+    return build_net(cfg.unet, shape, cfg.symmetry).to(cfg.device)
+
+
+def model_denoiser(ema, cfg: SFBDJobConfig):
+    """The EMA network as the denoiser that samples and denoises (frame-averaged for fa and reg)."""
+    return sampling_denoiser(ema_denoiser(ema, cfg), cfg.symmetry)
+
+
+def loss_of(cfg: SFBDJobConfig, state: TrainState):
+    """The training loss of the configured symmetry method (the plain EDM loss by default)."""
+    return training_loss(cfg.symmetry, cfg.edm, target=ema_denoiser(state.ema, cfg))
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -132,7 +149,7 @@ class Evaluator:
                               denoised[idx].clamp(-1, 1)])
         save_grid(triplets, self.run.samples / f"triplets-round{k}.png", nrow=len(idx))
         cfg = self.cfg
-        denoiser = ema_denoiser(ema, cfg)
+        denoiser = model_denoiser(ema, cfg)
         extra = {"round": k, "images_seen": step * cfg.train.batch_size, **self.denoised_metrics(denoised)}
         record = evaluate(denoiser, cfg, self.split.clean.shape, self.run, tag="sfbd", step=k,
                           fid_dataset=cfg.data.name, extra=extra)
@@ -149,7 +166,7 @@ def backward_round(cfg: SFBDJobConfig, split: NoisySplit, ema, run: Run, k: int)
     for old in (run.path / "denoised").glob("round*"):  # earlier rounds' sets are no longer needed
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
-    denoiser = ema_denoiser(ema, cfg)
+    denoiser = model_denoiser(ema, cfg)
     n = len(split.noisy)
     chunks, computed, t0 = [], 0, time.perf_counter()
     bar = tqdm(total=n, desc=f"backward round {k}", unit="img", leave=False)
@@ -210,11 +227,12 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     evaluator = Evaluator(cfg, split, run)
 
     torch.manual_seed(cfg.train.seed)
-    net = build_net(cfg.unet, split.clean.shape).to(cfg.device)
+    net = new_net(cfg, split.clean.shape)
     tqdm.write(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
                f"{s.sigma_zeta}) from {cfg.data.name}; UNet {count_parameters(net) / 1e6:.2f}M; run folder {run.path}")
-    state = train(TrainState(net, cfg.train), split.clean.images, cfg.train, edm=cfg.edm, run=run,
-                  tag="pretrain", meta=meta, device=cfg.device, desc="pretrain (clean only)")
+    state = TrainState(net, cfg.train)
+    train(state, split.clean.images, cfg.train, edm=cfg.edm, run=run, tag="pretrain", loss_fn=loss_of(cfg, state),
+          meta=meta, device=cfg.device, desc="pretrain (clean only)")
     steps_done = state.step
     records = [evaluator(0, state.ema, split.noisy, steps_done)]  # round 0: the clean-only model; E_0 = noisy set
 
@@ -225,7 +243,7 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
             break
         forward_cfg = dataclasses.replace(cfg.train, steps=s.forward_steps, warmup_steps=s.forward_warmup_steps,
                                           seed=cfg.train.seed + k)
-        net = build_net(cfg.unet, split.clean.shape).to(cfg.device)
+        net = new_net(cfg, split.clean.shape)
         net.load_state_dict(ema.state_dict())  # warm start from the previous EMA weights, fresh optimizer
         state = TrainState(net, forward_cfg, ema=copy.deepcopy(ema))
         finished = checkpoint.load_latest(run.checkpoints, f"round{k}")
@@ -236,8 +254,8 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
         else:
             denoised = backward_round(cfg, split, ema, run, k)
             images = torch.cat([split.clean.images, denoised]) if s.forward_data == "clean+denoised" else denoised
-            train(state, images, forward_cfg, edm=cfg.edm, run=run, tag=f"round{k}", meta={**meta, "round": k},
-                  device=cfg.device, desc=f"forward round {k}")
+            train(state, images, forward_cfg, edm=cfg.edm, run=run, tag=f"round{k}", loss_fn=loss_of(cfg, state),
+                  meta={**meta, "round": k}, device=cfg.device, desc=f"forward round {k}")
             records.append(evaluator(k, state.ema, denoised, steps_done + state.step))
         steps_done += state.step
         ema = state.ema
