@@ -65,6 +65,23 @@ def cmd_spd(args) -> int:
     return 0
 
 
+def cmd_attention(args) -> int:
+    from attndiff import config
+    from attndiff.attention.job import AttentionJobConfig, run_attention
+
+    overrides = list(args.overrides)
+    if args.head or args.freeze or args.train_query:  # one variant, from the flags
+        head = args.head or config.load(AttentionJobConfig, args.config, overrides).model.head
+        flags = sorted({"keys": "kf", "embeddings": "ef"}[f] for f in args.freeze) + (["qt"] if args.train_query else [])
+        variant = "-".join([head, *flags])
+        overrides.append(f'variants=["{variant}"]')
+        if not any(o.startswith("out=") for o in args.overrides):
+            name = config.load(AttentionJobConfig, args.config, args.overrides).run_dir.name
+            overrides.append(f'out="runs/{name}-{variant}"')
+    run_attention(config.load(AttentionJobConfig, args.config, overrides))
+    return 0
+
+
 def cmd_sample(args) -> int:
     from attndiff.data.images import to_uint8
     from attndiff.symmetry.models import load_model
@@ -202,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network precision (auto: bf16 where the CPU is fast at it; fp32: exact equivariance)")
     q.add_argument("--out", default="denoised", help="output folder (default ./denoised)")
     p.set_defaults(func=cmd_spd)
+
+    p = sub.add_parser("attention", help="attention dynamics: score and embedding norm grow together",
+                       description="The simple attention text classifier of arXiv 2011.10036 trained by gradient "
+                       "descent, against the SEN relation between a word's score and its embedding norm.")
+    att = p.add_subparsers(dest="attention_command", metavar="ATTENTION_COMMAND", required=True)
+    q = att.add_parser("run", help="train the configured variants on a task and write report.html",
+                       description="Train the attention classifier's variants (heads fc/tc/tl and the ablations "
+                       "-kf keys frozen, -ef embeddings frozen, -qt query trained) with full-batch gradient descent "
+                       "on the synthetic topic task or on movie-review text, with snapshots of every word's score "
+                       "and embedding norm. report.html shows the measured paths against the SEN curve, loss "
+                       "curves, ablations, final histograms and, for real text, the purity and frequency of the "
+                       "top-scoring word over training and a bag-of-words baseline. --head/--freeze/--train-query "
+                       "run one variant (into a run folder named after it).", epilog=EPILOG)
+    _add_config_args(q, "configs/attention/synthetic.toml")
+    q.add_argument("--head", choices=["fc", "tc", "tl"], help="run one variant with this classifier head")
+    q.add_argument("--freeze", action="append", default=[], choices=["keys", "embeddings"],
+                   help="freeze keys or embeddings (repeatable)")
+    q.add_argument("--train-query", action="store_true", help="train the query too (frozen by default)")
+    p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("sample", help="generate images from a trained model",
                        description="Generate images with the EMA weights of a run (or a checkpoint file).")

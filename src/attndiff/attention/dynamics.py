@@ -1,0 +1,109 @@
+"""Training dynamics: full-batch gradient descent with snapshots, and the SEN relation.
+
+The SEN (score-embedding norm) relation. Under gradient flow with the query frozen, keys
+starting at zero and the other words of a sentence staying near zero, a word t that appears
+with m other words obeys
+
+    ||q||^2 (||v_t(T)||^2 - ||v_t(0)||^2) = 2 (s_t(T) - s_t(0)) + (2/m) (exp s_t(T) - exp s_t(0))
+
+whatever the classifier: d s_t = -||q||^2 dL/ds_t and d||v_t||^2 = -2 v_t . dL/dv_t share the
+factor sum over sentences of a_t v_t . dL/dc, and (1 - a_t) = m / (exp s_t + m) is what is
+left. Score and norm therefore grow together ("mutual promotion"). Gradient descent with step
+lr follows the flow up to O(lr), which `sen_deviation` measures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attndiff import UserError
+from attndiff.attention.model import AttentionClassifier, loss_and_accuracy
+from attndiff.attention.task import PAD, Corpus
+
+
+def sen_theory(s, m, *, q_norm: float, s0: float = 0.0, v0_norm=0.0):
+    """||q|| ||v_t|| predicted from the score s (numpy or float), for a word among m others."""
+    s = np.asarray(s, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    inside = (q_norm * np.asarray(v0_norm)) ** 2 + 2 * (s - s0) + (2 / m) * (np.exp(s) - np.exp(s0))
+    return np.sqrt(np.clip(inside, 0, None))
+
+
+def sen_deviation(scores: np.ndarray, norms: np.ndarray, m, q_norm: float) -> np.ndarray:
+    """Per word: max over snapshots of |measured - theory| in ||q|| ||v||, relative to the final
+    measured value (scores, norms: (snapshots, words); m: per word or one number)."""
+    measured = q_norm * norms
+    theory = sen_theory(scores, m, q_norm=q_norm, s0=scores[0], v0_norm=norms[0])
+    return np.abs(measured - theory).max(0) / np.maximum(measured[-1], 1e-12)
+
+
+@dataclasses.dataclass
+class AttnTrainConfig:
+    epochs: int = 5000
+    lr: float = 0.1  # plain SGD on the full batch: gradient descent
+    snapshot_every: int = 10
+
+    def validate(self):
+        if self.epochs < 1 or self.snapshot_every < 1 or self.lr <= 0:
+            raise UserError("train: need epochs >= 1, snapshot_every >= 1 and lr > 0")
+
+
+@dataclasses.dataclass
+class History:
+    epochs: np.ndarray  # (S,)
+    loss: np.ndarray  # (S,) training loss
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    scores: np.ndarray  # (S, V) q . k_w of every word
+    norms: np.ndarray  # (S, V) ||v_w||
+    attention: np.ndarray  # (S,) mean attention on the topic word (synthetic) or on the top word (text)
+    q_norm: np.ndarray  # (S,)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dataclasses.asdict(self)
+
+
+def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainConfig, *, padding: str = "mask",
+                    progress: bool | str = True) -> History:
+    """Full-batch gradient descent on the training split with a snapshot every cfg.snapshot_every epochs."""
+    tokens, labels = corpus.part("train")
+    test_tokens, test_labels = corpus.part("test")
+    mask = tokens != PAD if padding == "mask" else None
+    test_mask = test_tokens != PAD if padding == "mask" else None
+    is_topic = torch.isin(tokens, corpus.topic_ids) if len(corpus.topic_ids) else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr) if params else None
+    snaps: dict[str, list] = {k: [] for k in ("epochs", "loss", "train_acc", "test_acc", "scores", "norms",
+                                              "attention", "q_norm")}
+
+    def snapshot(epoch: int, loss: float, acc: float):
+        with torch.no_grad():
+            _, test_acc = loss_and_accuracy(model, test_tokens, test_labels, test_mask)
+            a = model.attention(tokens, mask)
+            focus = (a * is_topic).sum(1).mean() if is_topic is not None else a.max(1).values.mean()
+            for key, value in (("epochs", epoch), ("loss", loss), ("train_acc", acc), ("test_acc", test_acc),
+                               ("scores", model.scores().numpy().astype(np.float32)),
+                               ("norms", model.embedding.norm(dim=1).numpy().astype(np.float32)),
+                               ("attention", focus.item()), ("q_norm", model.query.norm().item())):
+                snaps[key].append(value)
+
+    desc = progress if isinstance(progress, str) else "gradient descent"
+    bar = tqdm(range(cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=not progress, miniters=100)
+    for epoch in bar:
+        loss, acc = loss_and_accuracy(model, tokens, labels, mask)
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {loss.item()} at epoch {epoch}; lower train.lr")
+        if epoch % cfg.snapshot_every == 0 or epoch == cfg.epochs:
+            snapshot(epoch, loss.item(), acc)
+        if epoch == cfg.epochs or opt is None:
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if opt is None:  # nothing trainable: one snapshot is the whole story
+        snapshot(cfg.epochs, loss.item(), acc)
+    return History(**{k: np.asarray(v) for k, v in snaps.items()})

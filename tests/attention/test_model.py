@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from attndiff.attention.dynamics import AttnTrainConfig, sen_deviation, sen_theory, train_attention
+from attndiff.attention.model import AttentionClassifier, ModelConfig
+from attndiff.attention.task import TaskConfig, load
+
+SMALL = TaskConfig(vocab=2000, sentences=800, m=8)  # non-topic words rare enough to stay near 0
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load(SMALL)
+
+
+def test_keys_start_at_zero_and_fc_has_a_fixed_unit_diagonal_head(corpus):
+    model = AttentionClassifier(ModelConfig(), len(corpus.words), 4)
+    assert model.keys.abs().max() == 0 and not model.query.requires_grad
+    assert torch.equal(model.fixed_head.diagonal(), torch.ones(4))
+    assert "fixed_head" in model.state_dict() and all(p is not model.fixed_head for p in model.parameters())
+
+
+@pytest.mark.parametrize("freeze", ["freeze_keys", "freeze_embeddings"])
+def test_frozen_parts_and_the_fc_matrix_never_change(corpus, freeze):
+    model = AttentionClassifier(ModelConfig(embed_std=0.1, **{freeze: True}), len(corpus.words), 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_attention(model, corpus, AttnTrainConfig(epochs=30, snapshot_every=10), progress=False)
+    after = model.state_dict()
+    frozen = "keys" if freeze == "freeze_keys" else "embedding"
+    assert torch.equal(after[frozen], before[frozen])
+    assert torch.equal(after["fixed_head"], before["fixed_head"]) and torch.equal(after["query"], before["query"])
+    trained = "embedding" if frozen == "keys" else "keys"
+    assert not torch.equal(after[trained], before[trained])
+
+
+def test_masked_padding_gives_pad_no_attention():
+    model = AttentionClassifier(ModelConfig(), 10, 2)
+    with torch.no_grad():
+        model.keys.normal_()
+    tokens = torch.tensor([[3, 4, 0, 0]])
+    a = model.attention(tokens, tokens != 0)
+    assert a[0, 2:].sum() == 0 and torch.isclose(a.sum(), torch.tensor(1.0))
+    assert model.attention(tokens)[0, 2:].sum() > 0  # the paper's variant: PAD takes part
+
+
+def test_sen_theory_closed_form():
+    assert sen_theory(0.0, 20, q_norm=1.0) == 0.0
+    s, m = 2.0, 20
+    assert np.isclose(sen_theory(s, m, q_norm=0.5) ** 2, 2 * s + (2 / m) * (np.exp(s) - 1))
+
+
+def test_fc_dynamics_follow_the_sen_relation_and_attention_goes_to_topic_words(corpus):
+    """Small lr: gradient descent close to gradient flow, where the relation is exact."""
+    def run(lr, epochs):
+        model = AttentionClassifier(ModelConfig(head="fc"), len(corpus.words), 4)
+        h = train_attention(model, corpus, AttnTrainConfig(epochs=epochs, lr=lr, snapshot_every=50), progress=False)
+        ids = corpus.topic_ids.numpy()
+        dev = sen_deviation(h.scores[:, ids].astype(float), h.norms[:, ids].astype(float), SMALL.m, h.q_norm[0])
+        return h, dev.max()
+
+    h, dev = run(0.5, 1500)
+    assert h.loss[-1] < 0.5 * h.loss[0]
+    assert h.attention[-1] > 0.6 and h.attention[-1] > 5 * h.attention[0]  # from 1/(m+1) towards 1
+    assert (h.scores[-1, corpus.topic_ids.numpy()] > 1).all()
+    assert dev < 0.015
+    _, dev_big_lr = run(5.0, 150)  # the same time lr x epochs with steps 10 times larger
+    assert dev_big_lr > 2 * dev
