@@ -37,8 +37,8 @@ from attndiff.diffusion.training import TrainState, autocast_dtype  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.symmetry import groups  # noqa: E402
 from attndiff.symmetry.job import SPDJobConfig, run_spd  # noqa: E402
-from attndiff.symmetry.models import METHODS, build_net, sampling_denoiser, training_loss  # noqa: E402
 from attndiff.symmetry.metrics import invariance_score  # noqa: E402
+from attndiff.symmetry.models import METHODS, build_net, sampling_denoiser, training_loss  # noqa: E402
 
 
 def job(config_path: str, overrides: list[str], name: str) -> SPDJobConfig:

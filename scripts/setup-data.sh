@@ -7,9 +7,10 @@ set -uo pipefail
 cache="${ATTNDIFF_CACHE:-$HOME/.cache/attndiff}"
 mkdir -p "$cache"
 
-# --- Debian packages: Fashion-MNIST (IDX files) and espeak-ng (speech synthesis)
+# --- Debian packages: Fashion-MNIST (IDX files), espeak-ng (speech synthesis) and the
+# Sonic Pi samples (real instrument and drum recordings)
 missing=()
-for pkg in dataset-fashion-mnist espeak-ng; do
+for pkg in dataset-fashion-mnist espeak-ng sonic-pi-samples; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -19,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
       || echo "setup: apt-get failed; datasets that need ${missing[*]} will be unavailable"
   else
-    echo "setup: skipping ${missing[*]} (needs root): run 'sudo apt-get install ${missing[*]}' for Fashion-MNIST / speech data"
+    echo "setup: skipping ${missing[*]} (needs root): run 'sudo apt-get install ${missing[*]}' for Fashion-MNIST / speech / Sonic Pi data"
   fi
 fi
 

@@ -72,7 +72,8 @@ def cmd_attention(args) -> int:
     overrides = list(args.overrides)
     if args.head or args.freeze or args.train_query:  # one variant, from the flags
         head = args.head or config.load(AttentionJobConfig, args.config, overrides).model.head
-        flags = sorted({"keys": "kf", "embeddings": "ef"}[f] for f in args.freeze) + (["qt"] if args.train_query else [])
+        flags = sorted({"keys": "kf", "embeddings": "ef"}[f] for f in args.freeze)
+        flags += ["qt"] if args.train_query else []
         variant = "-".join([head, *flags])
         overrides.append(f'variants=["{variant}"]')
         if not any(o.startswith("out=") for o in args.overrides):
@@ -82,12 +83,31 @@ def cmd_attention(args) -> int:
     return 0
 
 
+def cmd_audio(args) -> int:
+    from attndiff import config
+    from attndiff.audio.train import AudioJobConfig, run_audio
+
+    overrides = list(args.overrides)
+    if args.audio_command == "prepare":
+        from attndiff.data import audio
+
+        cfg = config.load(AudioJobConfig, args.config, overrides)
+        if cfg.audio.name not in audio.GENERATED:
+            raise UserError(f"nothing to prepare for {cfg.audio.name!r}: only {', '.join(audio.GENERATED)} are generated")
+        print(f"{cfg.audio.name}: {audio.prepare(cfg.audio.name, cfg.audio)}")
+        return 0
+    overrides += [f'model_kind="{args.model}"'] if args.model else []
+    overrides += [f"seeds={args.seeds}"] if args.seeds is not None else []
+    run_audio(config.load(AudioJobConfig, args.config, overrides))
+    return 0
+
+
 def cmd_sample(args) -> int:
     from attndiff.data.images import to_uint8
-    from attndiff.symmetry.models import load_model
     from attndiff.diffusion.sampling import edm_sigmas, generate
     from attndiff.fsutil import write_npz
     from attndiff.report.figures import save_grid
+    from attndiff.symmetry.models import load_model
 
     if args.n < 1 or args.steps < 1:
         raise UserError("--n and --steps must be >= 1")
@@ -190,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "conv kernels), fa (frame averaging over the group), reg (equivariance regulariser against "
                        "the EMA, sampled with frame averaging), augment (random group elements as data "
                        "augmentation) or none. Writes checkpoints, samples, FID against the dataset's test split, "
-                       "the equivariance error, the samples' invariance score (and, with symmetry_metrics.orientation_shares, "
-                       "the share of samples per orientation) and report.html. With --group or --method the run "
+                       "the equivariance error, the samples' invariance score (and, with "
+                       "symmetry_metrics.orientation_shares, the share of samples per orientation) and report.html. With --group or --method the run "
                        "folder gets them as a suffix, so the methods of one config land side by side.",
                        epilog=EPILOG)
     _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
@@ -238,6 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="freeze keys or embeddings (repeatable)")
     q.add_argument("--train-query", action="store_true", help="train the query too (frozen by default)")
     p.set_defaults(func=cmd_attention)
+
+    p = sub.add_parser("audio", help="CAB-CNN: audio classification with an attention selector over classifiers",
+                       description="CAB-CNN (a documented reconstruction of arXiv 2006.09815: no authors' code "
+                       "exists) and its baselines on log-mel spectrograms.")
+    aud = p.add_subparsers(dest="audio_command", metavar="AUDIO_COMMAND", required=True)
+    q = aud.add_parser("prepare", help="synthesise a generated dataset (spoken-digits, accents) into the cache",
+                       description="Speak the dataset's clips with espeak-ng once into ~/.cache/attndiff/audio "
+                       "(deterministic for audio.seed); `audio run` does this itself when needed.", epilog=EPILOG)
+    _add_config_args(q, "configs/audio/spoken-digits.toml")
+    q = aud.add_parser("run", help="train and evaluate one model over seeds and folds",
+                       description="Train CAB-CNN (cabcnn), one linear head (linear) or an MLP head with at least "
+                       "CAB-CNN's head parameters (mlp) on the same CNN front end, for every seed and test fold; "
+                       "report accuracy and macro precision/recall/F1 as mean ± std, the confusion matrix, the "
+                       "selector weights per class, learning curves and parameter counts in report.html. Rerunning "
+                       "continues with the unfinished (seed, fold) pairs.", epilog=EPILOG)
+    _add_config_args(q, "configs/audio/spoken-digits.toml")
+    q.add_argument("--model", choices=["cabcnn", "linear", "mlp"], help="override model_kind")
+    q.add_argument("--seeds", type=int, help="override seeds (default from the config: 5)")
+    p.set_defaults(func=cmd_audio)
 
     p = sub.add_parser("sample", help="generate images from a trained model",
                        description="Generate images with the EMA weights of a run (or a checkpoint file).")

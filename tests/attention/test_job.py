@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from attndiff.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,3 +62,12 @@ def test_bad_variant_and_diverging_lr_are_one_line_errors(tmp_path, capsys):
     assert main(["attention", "run", *TINY, "--set", "train.lr=1e30", "--set", "model.embed_std=1.0",
                  "--set", 'variants=["tc"]', "--set", f'out="{tmp_path}"']) == 2
     assert "lower train.lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["synthetic", "ablations", "rt-polarity", "imdb"])
+def test_shipped_configs_parse(name):
+    from attndiff import config
+    from attndiff.attention.job import AttentionJobConfig
+
+    cfg = config.load(AttentionJobConfig, ROOT / "configs" / "attention" / f"{name}.toml")
+    assert cfg.variants and cfg.train.epochs >= 1000 or name == "imdb"

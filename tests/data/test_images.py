@@ -108,3 +108,21 @@ def test_the_mnist_unpickler_accepts_arrays_and_refuses_anything_else():
 
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         images._ArrayUnpickler(io.BytesIO(pickle.dumps(Evil(), protocol=2))).load()
+
+
+def test_c4_mnist_is_each_mnist_image_rotated_by_a_seeded_multiple_of_90_degrees():
+    plain, rotated = load("mnist", "test"), load("c4-mnist", "test")
+    assert torch.equal(rotated.images, load("c4-mnist", "test").images)  # deterministic
+    ks = []
+    for i in range(40):
+        matches = [k for k in range(4) if torch.equal(torch.rot90(plain.images[i], k, (-2, -1)), rotated.images[i])]
+        assert matches, f"image {i} is not a rotation of its original"
+        ks.append(matches[0])
+    assert len(set(ks)) == 4 and torch.equal(rotated.labels, plain.labels)
+    assert not torch.equal(load("c4-mnist", "train").images[:40], load("mnist", "train").images[:40])
+
+
+def test_binary_mnist_is_upright_and_two_valued():
+    data = load("binary-mnist", "test")
+    assert set(data.images.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(data.images > 0, load("mnist", "test").images > 0)

@@ -7,8 +7,8 @@ from PIL import Image
 
 from attndiff.cli import main
 from attndiff.symmetry import groups
-from attndiff.symmetry.models import load_model
 from attndiff.symmetry.metrics import equivariance_error
+from attndiff.symmetry.models import load_model
 
 TINY = ["--set", "unet.channels=8", "--set", "unet.channel_mult=[1, 2]", "--set", "unet.attn_levels=[1]",
         "--set", "data.limit=64", "--set", "train.steps=4", "--set", "train.batch_size=8",

@@ -33,7 +33,8 @@ def test_sampler_commutes_with_every_element(wt, solver, churn):
 
 
 def test_denoising_a_transformed_image_gives_the_transformed_result(wt, asymmetric_images):
-    y = asymmetric_images * 0.5 + 0.59 * torch.randn(asymmetric_images.shape, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(asymmetric_images.shape, generator=torch.Generator().manual_seed(3))
+    y = asymmetric_images * 0.5 + 0.59 * noise
     for stochastic in (True, False):
         ref = denoise(wt, y, 0.59, steps=20, stochastic=stochastic, noise=_noise(4))
         for g in D4:

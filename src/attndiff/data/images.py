@@ -4,8 +4,10 @@ Every dataset has a stable name: `mnist`, `fashion-mnist`, `emoji`, `digits`,
 `folder:PATH` and `npz:PATH`, plus the symmetric variants of the structure-preserving work:
 `c4-mnist` (each MNIST image turned by a seeded random multiple of 90 degrees), `d4-emoji`
 (each emoji turned and mirrored at random) and `binary-mnist` (upright MNIST thresholded to
-{-1, 1}: the single-orientation toy set, 512 images with `limit = 512`). Nothing is downloaded: each source is a file that a
-registry package installs (see `make setup`) or that the user brings.
+{-1, 1}: the single-orientation toy set, 512 images with `limit = 512`).
+
+Nothing is downloaded: each source is a file that a registry package installs (see
+`make setup`) or that the user brings.
 """
 
 from __future__ import annotations

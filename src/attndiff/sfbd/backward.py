@@ -7,6 +7,7 @@ the authors' released code does. The operation is the shared core's `denoise`, t
 that equivariant image denoising uses; SFBD calls it by the paper's name.
 """
 
-from attndiff.diffusion.sampling import denoise as backward, denoise_sigmas as backward_sigmas
+from attndiff.diffusion.sampling import denoise as backward
+from attndiff.diffusion.sampling import denoise_sigmas as backward_sigmas
 
 __all__ = ["backward", "backward_sigmas"]

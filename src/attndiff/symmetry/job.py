@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from attndiff import config
-from attndiff.diffusion.job import TrainJobConfig, build_net as plain_net, ema_denoiser, evaluate, load_data, model_meta
+from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta
+from attndiff.diffusion.job import build_net as plain_net
 from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.metrics.fid import load_samples
@@ -24,6 +25,7 @@ from attndiff.run import Run
 from attndiff.symmetry import groups
 from attndiff.symmetry.metrics import equivariance_error, invariance_score, orientation_shares
 from attndiff.symmetry.models import SymmetryConfig, build_net, sampling_denoiser, training_loss
+
 
 @dataclasses.dataclass
 class SymmetryMetricsConfig:

@@ -80,8 +80,3 @@ def tie_weights(net: nn.Module, group: Group) -> nn.Module:
             tie_conv(module, group)
     return net
 
-
-def free_fraction(group: Group, size: int = 3) -> float:
-    """Free kernel values per channel pair relative to an untied kernel, e.g. 3/9 for C4 at 3x3."""
-    return kernel_orbits(group, size)[1] / size**2 if not group.is_trivial else 1.0
-

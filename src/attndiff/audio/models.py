@@ -1,0 +1,134 @@
+"""CAB-CNN and its baselines: one CNN front end on the log-mel spectrogram, three heads.
+
+A documented RECONSTRUCTION: only the abstract of arXiv 2006.09815 is known and no authors'
+code exists. The abstract fixes a CNN, a list of simple classifiers and an attention mechanism
+that selects among them; this is the reading implemented here:
+
+    h       = CNN(log-mel)                                     (feature vector, d dims)
+    p_i     = softmax(C_i h),  i = 1..N                        N linear classifiers
+    alpha   = softmax_i((W_s h) . key_i / sqrt(d_s))          the selector: one learned key per classifier
+    p(y|x)  = sum_i alpha_i p_i                                trained with the mixture's log-likelihood
+
+The mixture is taken over the classifiers' probabilities (a soft mixture of experts over light
+heads), so each classifier stays a complete classifier and the selector chooses between them;
+`selector_entropy` optionally adds alpha's entropy to the loss to sharpen (> 0) the choice.
+Baselines on the same front end: `linear` (one linear head) and `mlp` (a hidden layer sized so
+that its head has at least as many parameters as CAB-CNN's classifiers and selector together).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attndiff import UserError
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    channels: tuple[int, ...] = (16, 32, 64, 64)  # conv blocks: 3x3 conv, BatchNorm, ReLU, 2x2 max-pool
+    dropout: float = 0.2
+    classifiers: int = 4  # CAB-CNN: N simple classifiers
+    selector_dim: int = 16  # d_s of the selector's query and keys
+    selector_entropy: float = 0.0  # weight of alpha's mean entropy in the loss (> 0 sharpens the selection)
+    mlp_hidden: int = 0  # 0 = the smallest width with at least CAB-CNN's head parameters
+
+    def validate(self):
+        if not self.channels or min(self.channels) < 1 or self.classifiers < 1 or self.selector_dim < 1:
+            raise UserError("model: need non-empty positive channels, classifiers >= 1, selector_dim >= 1")
+        if not 0 <= self.dropout < 1 or self.mlp_hidden < 0:
+            raise UserError("model: need 0 <= dropout < 1 and mlp_hidden >= 0")
+
+
+class FrontEnd(nn.Module):
+    """(N, n_mels, frames) -> (N, d): conv blocks, then mean and max over time-frequency."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers, cin = [], 1
+        for c in cfg.channels:
+            layers += [nn.Conv2d(cin, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            cin = c
+        self.net = nn.Sequential(*layers)
+        self.norm = nn.BatchNorm2d(1)  # per-dataset level of the log-mel input
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.dim = 2 * cin
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        h = self.net(self.norm(spec.unsqueeze(1)))
+        return self.dropout(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+
+
+class LinearHead(nn.Module):
+    def __init__(self, dim: int, classes: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, classes)
+
+    def forward(self, h):
+        return F.log_softmax(self.fc(h), 1), None
+
+
+class MLPHead(nn.Module):
+    def __init__(self, dim: int, classes: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+    def forward(self, h):
+        return F.log_softmax(self.net(h), 1), None
+
+
+class SelectorHead(nn.Module):
+    """N linear classifiers mixed by an attention selector; returns (log p(y|x), alpha)."""
+
+    def __init__(self, dim: int, classes: int, n: int, selector_dim: int):
+        super().__init__()
+        self.classifiers = nn.Linear(dim, n * classes)  # N classifiers in one matmul
+        self.query = nn.Linear(dim, selector_dim, bias=False)
+        self.keys = nn.Parameter(torch.randn(n, selector_dim) / math.sqrt(selector_dim))
+        self.n, self.classes, self.scale = n, classes, 1 / math.sqrt(selector_dim)
+
+    def selection(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.query(h) @ self.keys.T * self.scale, 1)  # (B, N), rows sum to 1
+
+    def forward(self, h):
+        log_p = F.log_softmax(self.classifiers(h).unflatten(1, (self.n, self.classes)), 2)  # (B, N, K)
+        alpha = self.selection(h)
+        return torch.logsumexp(log_p + alpha.clamp_min(1e-12).log().unsqueeze(2), 1), alpha
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def mlp_width(dim: int, classes: int, target: int) -> int:
+    """The smallest hidden width whose MLP head has at least `target` parameters."""
+    return max(1, math.ceil((target - classes) / (dim + 1 + classes)))
+
+
+class AudioClassifier(nn.Module):
+    def __init__(self, cfg: ModelConfig, kind: Literal["cabcnn", "linear", "mlp"], classes: int):
+        super().__init__()
+        self.kind = kind
+        self.front = FrontEnd(cfg)
+        d = self.front.dim
+        if kind == "cabcnn":
+            self.head = SelectorHead(d, classes, cfg.classifiers, cfg.selector_dim)
+        elif kind == "linear":
+            self.head = LinearHead(d, classes)
+        elif kind == "mlp":
+            cab = count(SelectorHead(d, classes, cfg.classifiers, cfg.selector_dim))
+            self.head = MLPHead(d, classes, cfg.mlp_hidden or mlp_width(d, classes, cab))
+        else:
+            raise UserError(f"unknown model {kind!r} (known: cabcnn, linear, mlp)")
+
+    def forward(self, spec: torch.Tensor):
+        """log-mel (N, n_mels, frames) -> (log-probabilities (N, K), selector weights (N, N_cls) or None)."""
+        return self.head(self.front(spec))
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {"head": count(self.head), "total": count(self)}
