@@ -34,3 +34,13 @@ def test_cabcnn_overfits_a_tiny_set():
         opt.step()
     model.eval()
     assert (model(x)[0].argmax(1) == y).all() and loss.item() < 0.1
+
+
+def test_low_rank_classifiers_and_mlp_selector_variants():
+    import dataclasses
+
+    cfg = dataclasses.replace(SMALL, classifier_dim=2, selector="mlp")
+    model = AudioClassifier(cfg, "cabcnn", 5).eval()
+    log_p, alpha = model(torch.randn(4, 16, 20))
+    assert log_p.shape == (4, 5) and torch.allclose(alpha.sum(1), torch.ones(4))
+    assert model.parameter_counts()["head"] < AudioClassifier(SMALL, "cabcnn", 5).parameter_counts()["head"]

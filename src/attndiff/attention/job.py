@@ -10,6 +10,7 @@ its checkpoint) and reused when the command is run again.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,9 @@ def run_variant(cfg: AttentionJobConfig, corpus: Corpus, run: Run, variant: str)
     mcfg = variant_model(cfg.model, variant)
     torch.manual_seed(mcfg.seed)
     model = AttentionClassifier(mcfg, len(corpus.words), len(corpus.classes))
+    t0 = time.perf_counter()
     history = train_attention(model, corpus, cfg.train, padding=cfg.task.padding, progress=mcfg.variant)
+    seconds = time.perf_counter() - t0
     write_npz(path, **history.arrays())
     checkpoint.save(run.checkpoints / f"{variant}.safetensors", model.state_dict(),
                     {"config": config.to_dict(cfg), "variant": variant, "vocab": len(corpus.words)})
@@ -106,7 +109,8 @@ def run_variant(cfg: AttentionJobConfig, corpus: Corpus, run: Run, variant: str)
         run.log({"tag": variant, "step": int(epoch), "loss": float(history.loss[i]),
                  "train_acc": float(history.train_acc[i]), "test_acc": float(history.test_acc[i]),
                  "attention": float(history.attention[i])})
-    record = summary(variant, mcfg, corpus, cfg, history)
+    record = {**summary(variant, mcfg, corpus, cfg, history), "seconds": round(seconds, 1),
+              "epochs_per_s": cfg.train.epochs / seconds}
     run.log(record)
     tqdm.write(f"{mcfg.variant}: loss {record['loss']:.4f}, test accuracy {record['test_acc']:.3f}"
                + (f", SEN deviation {record['sen_deviation_max']:.2e}" if "sen_deviation_max" in record else ""))
@@ -157,9 +161,10 @@ def sen_figure(history: History, words: np.ndarray, m: np.ndarray, title: str):
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     q = float(history.q_norm[0])
     s = history.scores[:, words]
+    every = max(1, len(s) // 25)  # markers on a subset of the snapshots, so the theory line stays visible
     for j in range(len(words)):
-        ax.plot(s[:, j], q * history.norms[:, words[j]], color="#4477aa", alpha=0.6 if len(words) < 20 else 0.25,
-                lw=1)
+        ax.plot(s[::every, j], q * history.norms[::every, words[j]], "o-", ms=3, color="#4477aa", lw=0.8,
+                alpha=0.7 if len(words) < 20 else 0.25, label="measured" if j == 0 else None)
     grid = np.linspace(min(0.0, float(s.min())), float(s.max()) * 1.05 + 1e-9, 200)
     lo, hi = float(np.min(m)), float(np.max(m))
     ax.plot(grid, sen_theory(grid, lo, q_norm=q), "k--", lw=1.5, label=f"theory, m = {lo:.0f}")

@@ -12,6 +12,13 @@ that selects among them; this is the reading implemented here:
 The mixture is taken over the classifiers' probabilities (a soft mixture of experts over light
 heads), so each classifier stays a complete classifier and the selector chooses between them;
 `selector_entropy` optionally adds alpha's entropy to the loss to sharpen (> 0) the choice.
+
+Default: N = 4 linear classifiers and the key-query selector. Linear is the simplest classifier
+the abstract's "simple classifiers" can mean, and with N = 4 the whole head (about 7k
+parameters on a 128-d h with 10 classes) stays in the size range of one ordinary MLP head, so
+the comparison with the baselines is about structure, not size. `classifier_dim = r` makes each
+classifier low-rank (linear on its own r-dim projection: fewer parameters), `selector = "mlp"`
+replaces the keys by a small network on h.
 Baselines on the same front end: `linear` (one linear head) and `mlp` (a hidden layer sized so
 that its head has at least as many parameters as CAB-CNN's classifiers and selector together).
 """
@@ -34,13 +41,17 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 64, 64)  # conv blocks: 3x3 conv, BatchNorm, ReLU, 2x2 max-pool
     dropout: float = 0.2
     classifiers: int = 4  # CAB-CNN: N simple classifiers
-    selector_dim: int = 16  # d_s of the selector's query and keys
+    classifier_dim: int = 0  # 0: each classifier is linear on h; r > 0: linear on its own r-dim projection of h
+    selector: Literal["attention", "mlp"] = "attention"  # keys and a query (default) or a small network on h
+    selector_dim: int = 16  # d_s of the selector's query and keys (or the selector MLP's width)
     selector_entropy: float = 0.0  # weight of alpha's mean entropy in the loss (> 0 sharpens the selection)
     mlp_hidden: int = 0  # 0 = the smallest width with at least CAB-CNN's head parameters
 
     def validate(self):
-        if not self.channels or min(self.channels) < 1 or self.classifiers < 1 or self.selector_dim < 1:
-            raise UserError("model: need non-empty positive channels, classifiers >= 1, selector_dim >= 1")
+        if not self.channels or min(self.channels) < 1 or self.classifiers < 1 or self.selector_dim < 1 \
+                or self.classifier_dim < 0:
+            raise UserError("model: need non-empty positive channels, classifiers >= 1, selector_dim >= 1, "
+                            "classifier_dim >= 0")
         if not 0 <= self.dropout < 1 or self.mlp_hidden < 0:
             raise UserError("model: need 0 <= dropout < 1 and mlp_hidden >= 0")
 
@@ -83,22 +94,43 @@ class MLPHead(nn.Module):
 
 
 class SelectorHead(nn.Module):
-    """N linear classifiers mixed by an attention selector; returns (log p(y|x), alpha)."""
+    """N simple classifiers mixed by a selector; returns (log p(y|x), alpha)."""
 
-    def __init__(self, dim: int, classes: int, n: int, selector_dim: int):
+    def __init__(self, dim: int, classes: int, cfg: ModelConfig):
         super().__init__()
-        self.classifiers = nn.Linear(dim, n * classes)  # N classifiers in one matmul
-        self.query = nn.Linear(dim, selector_dim, bias=False)
-        self.keys = nn.Parameter(torch.randn(n, selector_dim) / math.sqrt(selector_dim))
-        self.n, self.classes, self.scale = n, classes, 1 / math.sqrt(selector_dim)
+        n, r = cfg.classifiers, cfg.classifier_dim
+        # all N classifiers in one matmul: linear on h, or each on its own r-dim projection of h
+        self.classifiers = nn.Linear(dim, n * classes) if r == 0 else nn.Sequential(
+            nn.Linear(dim, n * r, bias=False), nn.Unflatten(1, (n, r)), GroupedLinear(n, r, classes), nn.Flatten())
+        if cfg.selector == "attention":
+            self.query = nn.Linear(dim, cfg.selector_dim, bias=False)
+            self.keys = nn.Parameter(torch.randn(n, cfg.selector_dim) / math.sqrt(cfg.selector_dim))
+            self.scorer = None
+        else:
+            self.scorer = nn.Sequential(nn.Linear(dim, cfg.selector_dim), nn.ReLU(), nn.Linear(cfg.selector_dim, n))
+        self.n, self.classes, self.scale = n, classes, 1 / math.sqrt(cfg.selector_dim)
 
     def selection(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.query(h) @ self.keys.T * self.scale, 1)  # (B, N), rows sum to 1
+        """alpha (B, N): which classifier to trust for this input; rows sum to 1."""
+        scores = self.scorer(h) if self.scorer is not None else self.query(h) @ self.keys.T * self.scale
+        return torch.softmax(scores, 1)
 
     def forward(self, h):
         log_p = F.log_softmax(self.classifiers(h).unflatten(1, (self.n, self.classes)), 2)  # (B, N, K)
         alpha = self.selection(h)
         return torch.logsumexp(log_p + alpha.clamp_min(1e-12).log().unsqueeze(2), 1), alpha
+
+
+class GroupedLinear(nn.Module):
+    """N independent linear maps r -> K applied to (B, N, r) at once."""
+
+    def __init__(self, n: int, r: int, k: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, r, k) / math.sqrt(r))
+        self.bias = nn.Parameter(torch.zeros(n, k))
+
+    def forward(self, z):
+        return torch.einsum("bnr,nrk->bnk", z, self.weight) + self.bias
 
 
 def count(module: nn.Module) -> int:
@@ -117,11 +149,11 @@ class AudioClassifier(nn.Module):
         self.front = FrontEnd(cfg)
         d = self.front.dim
         if kind == "cabcnn":
-            self.head = SelectorHead(d, classes, cfg.classifiers, cfg.selector_dim)
+            self.head = SelectorHead(d, classes, cfg)
         elif kind == "linear":
             self.head = LinearHead(d, classes)
         elif kind == "mlp":
-            cab = count(SelectorHead(d, classes, cfg.classifiers, cfg.selector_dim))
+            cab = count(SelectorHead(d, classes, cfg))
             self.head = MLPHead(d, classes, cfg.mlp_hidden or mlp_width(d, classes, cab))
         else:
             raise UserError(f"unknown model {kind!r} (known: cabcnn, linear, mlp)")

@@ -27,6 +27,7 @@ from attndiff.audio.models import AudioClassifier, ModelConfig
 from attndiff.data import audio as audio_data
 from attndiff.fsutil import write_npz
 from attndiff.paths import cache_dir
+from attndiff.report import figures
 from attndiff.report.figures import plt
 from attndiff.report.html import fig_tag, table, write_report
 from attndiff.run import Run
@@ -186,7 +187,7 @@ def run_audio(cfg: AudioJobConfig) -> Path:
     tqdm.write(f"{cfg.model_kind} on {cfg.name}: " + ", ".join(
         f"{m} {summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in ("accuracy", "f1")))
     report = write_report(run.path, title=f"attndiff audio: {cfg.model_kind} on {cfg.name}",
-                          extra_sections=audio_sections(results, summary, data.classes))
+                          extra_sections=audio_sections(run.metrics(), summary, data.classes))
     tqdm.write(f"report: {report}")
     return run.path
 
@@ -200,7 +201,8 @@ def summarize(results: list[dict]) -> dict:
     return out
 
 
-def audio_sections(results: list[dict], summary: dict, classes) -> list[str]:
+def audio_sections(records: list[dict], summary: dict, classes) -> list[str]:
+    results = [r for r in records if r.get("kind") == "result"]
     rows = [{"metric": m, "value": f"{summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}"}
             for m in ("accuracy", "precision", "recall", "f1")]
     parts = ["<h2>Scores (mean ± std over seeds and folds)</h2>", table(rows, [("metric", "", "s"),
@@ -209,6 +211,10 @@ def audio_sections(results: list[dict], summary: dict, classes) -> list[str]:
              f"{summary['total']:,}; {summary['seconds']['mean']:.0f} s per run.</p>",
              table(results, [("tag", "run", "s"), ("accuracy", "accuracy", ".3f"), ("f1", "macro F1", ".3f"),
                              ("seconds", "s", ".0f")])]
+    fig = figures.curves([r for r in records if "test_acc" in r and r.get("kind") != "result"], "test_acc",
+                         title="test accuracy per epoch (one line per seed and fold)")
+    if fig is not None:
+        parts.append(fig_tag(fig, "learning curves"))
     confusion = np.sum([r["confusion"] for r in results], 0)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.imshow(confusion / confusion.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
