@@ -66,3 +66,12 @@ def test_fc_dynamics_follow_the_sen_relation_and_attention_goes_to_topic_words(c
     assert dev < 0.015
     _, dev_big_lr = run(5.0, 150)  # the same time lr x epochs with steps 10 times larger
     assert dev_big_lr > 2 * dev
+
+
+def test_head_lr_applies_to_the_trainable_head_only(corpus):
+    model = AttentionClassifier(ModelConfig(head="tc", embed_std=0.1), len(corpus.words), 4)
+    head_before = model.head.weight.detach().clone()
+    train_attention(model, corpus, AttnTrainConfig(epochs=20, lr=0.5, head_lr=1e-9, snapshot_every=10),
+                    progress=False)
+    assert (model.head.weight - head_before).abs().max() < 1e-6
+    assert model.keys.abs().max() > 1e-4

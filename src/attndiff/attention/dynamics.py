@@ -45,11 +45,12 @@ def sen_deviation(scores: np.ndarray, norms: np.ndarray, m, q_norm: float) -> np
 class AttnTrainConfig:
     epochs: int = 5000
     lr: float = 0.1  # plain SGD on the full batch: gradient descent
+    head_lr: float = 0.0  # learning rate of a trainable head (TC, TL); 0 = lr
     snapshot_every: int = 10
 
     def validate(self):
-        if self.epochs < 1 or self.snapshot_every < 1 or self.lr <= 0:
-            raise UserError("train: need epochs >= 1, snapshot_every >= 1 and lr > 0")
+        if self.epochs < 1 or self.snapshot_every < 1 or self.lr <= 0 or self.head_lr < 0:
+            raise UserError("train: need epochs >= 1, snapshot_every >= 1, lr > 0 and head_lr >= 0")
 
 
 @dataclasses.dataclass
@@ -75,8 +76,12 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
     mask = tokens != PAD if padding == "mask" else None
     test_mask = test_tokens != PAD if padding == "mask" else None
     is_topic = torch.isin(tokens, corpus.topic_ids) if len(corpus.topic_ids) else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr) if params else None
+    head = {id(p) for p in model.head.parameters()} if model.head is not None else set()
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in head], "lr": cfg.lr},
+              {"params": [p for p in model.parameters() if p.requires_grad and id(p) in head],
+               "lr": cfg.head_lr or cfg.lr}]
+    groups = [g for g in groups if g["params"]]
+    opt = torch.optim.SGD(groups) if groups else None
     snaps: dict[str, list] = {k: [] for k in ("epochs", "loss", "train_acc", "test_acc", "scores", "norms",
                                               "attention", "q_norm")}
 
