@@ -93,7 +93,8 @@ def cmd_audio(args) -> int:
 
         cfg = config.load(AudioJobConfig, args.config, overrides)
         if cfg.audio.name not in audio.GENERATED:
-            raise UserError(f"nothing to prepare for {cfg.audio.name!r}: only {', '.join(audio.GENERATED)} are generated")
+            raise UserError(f"nothing to prepare for {cfg.audio.name!r}: "
+                            f"only {', '.join(audio.GENERATED)} are generated")
         print(f"{cfg.audio.name}: {audio.prepare(cfg.audio.name, cfg.audio)}")
         return 0
     overrides += [f'model_kind="{args.model}"'] if args.model else []
@@ -211,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the EMA, sampled with frame averaging), augment (random group elements as data "
                        "augmentation) or none. Writes checkpoints, samples, FID against the dataset's test split, "
                        "the equivariance error, the samples' invariance score (and, with "
-                       "symmetry_metrics.orientation_shares, the share of samples per orientation) and report.html. With --group or --method the run "
-                       "folder gets them as a suffix, so the methods of one config land side by side.",
+                       "symmetry_metrics.orientation_shares, the share of samples per orientation) and "
+                       "report.html. With --group or --method the run folder gets them as a suffix, so the "
+                       "methods of one config land side by side.",
                        epilog=EPILOG)
     _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
     q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"], help="override symmetry.group")

@@ -20,7 +20,8 @@ def _tones(root):
 
 
 def _args(tmp_path, *extra):
-    return ["audio", "run", "--config", CONFIG, "--set", f'audio.name="folder:{tmp_path / "data"}"', "--set", "audio.sample_rate=8000",
+    return ["audio", "run", "--config", CONFIG, "--set", f'audio.name="folder:{tmp_path / "data"}"',
+            "--set", "audio.sample_rate=8000",
             "--set", "audio.duration=0.5", "--set", "audio.folds=2", "--set", "train.epochs=3",
             "--set", "train.batch_size=8", "--set", "model.channels=[4, 8]", "--set", "features.n_fft=256",
             "--set", "features.win_length=200", "--set", "features.hop_length=80", "--set", "features.n_mels=16",

@@ -67,7 +67,8 @@ class LogMel(torch.nn.Module):
 
 
 @torch.no_grad()
-def log_mel(waves: torch.Tensor, sample_rate: int, cfg: FeatureConfig = FeatureConfig(), batch: int = 512) -> torch.Tensor:
+def log_mel(waves: torch.Tensor, sample_rate: int, cfg: FeatureConfig | None = None,
+            batch: int = 512) -> torch.Tensor:
     """Log-mel of many clips, in batches."""
-    extractor = LogMel(cfg, sample_rate)
+    extractor = LogMel(cfg or FeatureConfig(), sample_rate)
     return torch.cat([extractor(waves[i:i + batch]) for i in range(0, len(waves), batch)])

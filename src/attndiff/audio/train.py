@@ -155,8 +155,9 @@ def run_audio(cfg: AudioJobConfig) -> Path:
     run.write_config(config.dumps_toml(config.to_dict(cfg)))
     k = len(data.classes)
     splits = data.splits()
-    tqdm.write(f"{cfg.name}: {len(data)} clips of {cfg.audio.duration:g} s, {k} classes, log-mel {tuple(feats.shape[1:])}"
-               f"; model {cfg.model_kind}; {cfg.seeds} seed(s) x {len(splits)} test fold(s); run folder {run.path}")
+    tqdm.write(f"{cfg.name}: {len(data)} clips of {cfg.audio.duration:g} s, {k} classes, "
+               f"log-mel {tuple(feats.shape[1:])}; model {cfg.model_kind}; {cfg.seeds} seed(s) x "
+               f"{len(splits)} test fold(s); run folder {run.path}")
     done = {r["tag"] for r in run.metrics() if r.get("kind") == "result"}
     for seed in range(cfg.seeds):
         for fold, tr, te in splits:

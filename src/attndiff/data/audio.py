@@ -262,7 +262,8 @@ def generation_plan(kind: str, cfg: AudioConfig) -> list[dict]:
             accent = ACCENTS[rng.integers(len(ACCENTS))]
             for label, word in enumerate(DIGITS):
                 plan.append({"text": word, "voice": f"{accent}+{v}", "speed": int(rng.integers(120, 200)),
-                             "pitch": int(rng.integers(20, 80)), "label": label, "fold": 2 if v in test_variants else 1})
+                             "pitch": int(rng.integers(20, 80)), "label": label,
+                             "fold": 2 if v in test_variants else 1})
     else:  # accents: the label is the accent; test voices and test sentences are both unseen
         order = rng.permutation(len(SENTENCES))
         n_test_s = max(1, round(cfg.test_fraction * len(SENTENCES)))
