@@ -69,17 +69,14 @@ def cmd_attention(args) -> int:
     from attndiff import config
     from attndiff.attention.job import AttentionJobConfig, run_attention
 
-    overrides = list(args.overrides)
-    if args.head or args.freeze or args.train_query:  # one variant, from the flags
-        head = args.head or config.load(AttentionJobConfig, args.config, overrides).model.head
+    cfg = config.load(AttentionJobConfig, args.config, args.overrides)
+    if args.head or args.freeze or args.train_query:  # one variant, from the flags, in its own run folder
         flags = sorted({"keys": "kf", "embeddings": "ef"}[f] for f in args.freeze)
         flags += ["qt"] if args.train_query else []
-        variant = "-".join([head, *flags])
-        overrides.append(f'variants=["{variant}"]')
-        if not any(o.startswith("out=") for o in args.overrides):
-            name = config.load(AttentionJobConfig, args.config, args.overrides).run_dir.name
-            overrides.append(f'out="runs/{name}-{variant}"')
-    run_attention(config.load(AttentionJobConfig, args.config, overrides))
+        variant = "-".join([args.head or cfg.model.head, *flags])
+        out = cfg.out or f"runs/{cfg.run_dir.name}-{variant}"
+        cfg = config.load(AttentionJobConfig, args.config, [*args.overrides, f'variants=["{variant}"]', f'out="{out}"'])
+    run_attention(cfg)
     return 0
 
 

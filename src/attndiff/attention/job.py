@@ -73,7 +73,7 @@ def word_m(corpus: Corpus, cfg: AttentionJobConfig, words: np.ndarray) -> np.nda
     """The theory's m per word: the task's m (synthetic), else the mean sentence length minus 1."""
     if len(corpus.topic_ids):
         return np.full(len(words), float(cfg.task.m))
-    return corpus.word_stats()[2].numpy()[words].clip(min=1.0)
+    return corpus.word_stats[2].numpy()[words].clip(min=1.0)
 
 
 def summary(variant: str, mcfg: ModelConfig, corpus: Corpus, cfg: AttentionJobConfig, history: History) -> dict:
@@ -204,7 +204,7 @@ def histograms(history: History, words: np.ndarray, label: str):
 
 def purity_figure(history: History, corpus: Corpus):
     """Topic purity |p_pos - p_neg| and frequency of the top-scoring word at each snapshot."""
-    count, class_counts, _ = corpus.word_stats()
+    count, class_counts, _ = corpus.word_stats
     scores = history.scores.copy()
     scores[:, [PAD, UNK]] = -np.inf
     top = scores.argmax(1)
@@ -248,7 +248,7 @@ def attention_sections(cfg: AttentionJobConfig, corpus: Corpus, run: Run, histor
     if not len(corpus.topic_ids):
         parts.append("<h2>What the top-scoring word is over training</h2>")
         parts.append(fig_tag(purity_figure(histories[first], corpus), "purity"))
-        count, class_counts, _ = corpus.word_stats()
+        count, class_counts, _ = corpus.word_stats
         h = histories[first]
         rows = [{"word": corpus.words[w], "score": float(h.scores[-1, w]), "norm": float(h.norms[-1, w]),
                  "count": int(count[w]), "purity": float(abs(class_counts[w, 0] - class_counts[w, -1]) /

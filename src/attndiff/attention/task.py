@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Literal
@@ -76,6 +77,7 @@ class Corpus:
         idx = self.splits[split]
         return self.tokens[idx], self.labels[idx]
 
+    @functools.cached_property
     def word_stats(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per word id over the training split: (count, class counts (V, K), mean sentence length - 1).
 

@@ -30,13 +30,12 @@ def invariance_score(samples: torch.Tensor, group: Group, *, progress: bool = Tr
 @torch.no_grad()
 def orientation_shares(samples: torch.Tensor, reference: torch.Tensor, group: Group) -> dict[str, float]:
     """Share of samples whose nearest neighbour among all g(reference) has element g."""
-    flat = samples.flatten(1).float()
     dists = []
     for g in group:  # ||s - g(r)|| = ||g^-1(s) - r||: transform the samples, not the reference
         d = torch.cdist(g.inverse()(samples).flatten(1).float(), reference.flatten(1).float())
         dists.append(d.amin(1))
     nearest = torch.stack(dists, 1).argmin(1)
-    counts = torch.bincount(nearest, minlength=len(group)).float() / len(flat)
+    counts = torch.bincount(nearest, minlength=len(group)).float() / len(samples)
     return {g.name: float(c) for g, c in zip(group, counts)}
 
 
