@@ -24,12 +24,16 @@ FORMAT = "attndiff-checkpoint-1"
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write a checkpoint atomically; a failed write (a full disk) leaves no file behind and is a UserError."""
     path = Path(path)
     meta = {"format": FORMAT, **meta}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"attndiff": json.dumps(meta)})
-    write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"attndiff": json.dumps(meta)})
+        write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    except (OSError, SafetensorError) as e:
+        raise UserError(f"could not write checkpoint {path} ({e})") from None
 
 
 def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

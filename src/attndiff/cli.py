@@ -310,12 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from attndiff import distributed
+
     args = build_parser().parse_args(argv)
+    where = f"[rank {distributed.rank_from_env()}] " if distributed.launched() else ""
     try:
+        distributed.init()  # under torchrun: join the process group
         return args.func(args)
     except UserError as e:
-        print(f"attndiff: error: {e}", file=sys.stderr)
+        print(f"attndiff: {where}error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a permission problem: the OS's own words, with the file
+        name = f": {e.filename}" if e.filename else ""
+        print(f"attndiff: {where}error: {e.strerror or e}{name}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("attndiff: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()

@@ -1,4 +1,8 @@
-"""A run folder: config.toml (resolved), metrics.jsonl, checkpoints/, samples/, report.html."""
+"""A run folder: config.toml (resolved), metrics.jsonl, checkpoints/, samples/, report.html.
+
+Under torchrun every rank opens the same folder, but only rank 0 writes the config and the
+metrics: the others' `write_config`, `log` and `truncate_metrics` do nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attndiff import distributed
 from attndiff.fsutil import write_text
 
 
@@ -24,14 +29,20 @@ class Run:
         return self.path / "metrics.jsonl"
 
     def write_config(self, toml_text: str) -> None:
-        write_text(self.path / "config.toml", toml_text)
+        if distributed.is_main():
+            write_text(self.path / "config.toml", toml_text)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line; non-finite floats are written as null (JSON has no NaN)."""
+        if not distributed.is_main():
+            return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
+        with open(self.metrics_path, "ab+") as f:
+            f.seek(0, 2)
+            if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":
+                f.write(b"\n")  # a line cut short by a kill stays alone on its line (and is skipped)
+            f.write((json.dumps(clean) + "\n").encode())
 
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -46,5 +57,7 @@ class Run:
 
     def truncate_metrics(self, keep) -> None:
         """Keep only the records for which keep(record) is true (used when resuming)."""
+        if not distributed.is_main():
+            return
         kept = [r for r in self.metrics() if keep(r)]
         write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))

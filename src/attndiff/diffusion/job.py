@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attndiff import UserError, checkpoint, config
+from attndiff import UserError, checkpoint, config, distributed
 from attndiff.data import images as image_data
 from attndiff.diffusion.edm import EDMConfig, Precond
 from attndiff.diffusion.sampling import edm_sigmas, generate
@@ -74,6 +74,11 @@ class TrainJobConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/{self.name}")
+
+
+def on_this_rank(cfg):
+    """The job config with this rank's device (under torchrun, 'cuda' is the rank's own GPU)."""
+    return dataclasses.replace(cfg, device=distributed.device(cfg.device))
 
 
 def load_data(cfg: DataConfig) -> image_data.ImageDataset:
@@ -168,14 +173,17 @@ def run_train(cfg: TrainJobConfig) -> Path:
     data = load_data(cfg.data)
     run = Run(cfg.run_dir)
     run.write_config(config.dumps_toml(config.to_dict(cfg)))
+    cfg = on_this_rank(cfg)
     torch.manual_seed(cfg.train.seed)
     net = build_net(cfg.unet, data.shape).to(cfg.device)
-    tqdm.write(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; "
+    distributed.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; "
                f"UNet {count_parameters(net) / 1e6:.2f}M parameters; run folder {run.path}")
     labels = data.labels if cfg.unet.num_classes else None
     state = TrainState(net, cfg.train)
     train(state, data.images, cfg.train, edm=cfg.edm, run=run, labels=labels,
           meta=model_meta(cfg, data.shape), device=cfg.device)
+    if not distributed.is_main():  # rank 0 evaluates and reports
+        return run.path
     evaluate(ema_denoiser(state.ema, cfg), cfg, data.shape, run, tag="train", step=state.step,
              fid_dataset=cfg.data.name)
     report = write_report(run.path, title=f"attndiff train: {cfg.name}")

@@ -5,21 +5,28 @@ Randomness is derived from (seed, step) alone: the minibatch order comes from a 
 permutation per epoch and the noise of step s from a generator seeded with (seed, s). So a
 resumed run draws exactly what an uninterrupted run would, with no RNG state to restore
 beyond the step counter stored in the checkpoint.
+
+Under torchrun the global batch is split into world_size x grad_accum equal shards; shard i of
+step s draws its noise from a generator seeded with (seed, s, i), and the gradient is the mean
+over the shards. A run on N ranks therefore takes the same steps as one process with
+grad_accum = N (up to the order of floating-point sums).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import math
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from attndiff import UserError, checkpoint
+from attndiff import UserError, checkpoint, distributed
 from attndiff.diffusion.edm import EDMConfig, Precond, edm_loss
 from attndiff.run import Run
 
@@ -34,17 +41,22 @@ class TrainConfig:
     ema_rampup: float = 0.05  # ... shortened to at most 5% of the images seen so far
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    grad_accum: int = 1  # shards of the batch per rank, one after another (same update, less memory)
     seed: int = 0
     log_every: int = 25
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
 
     def validate(self):
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "grad_accum"):
             if getattr(self, name) <= 0:
                 raise UserError(f"train.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip < 0:
             raise UserError("train: need lr > 0, warmup_steps >= 0, grad_clip >= 0")
+        shards = self.grad_accum * distributed.world_size()
+        if self.batch_size % shards:
+            raise UserError(f"train.batch_size ({self.batch_size}) must be a multiple of ranks x train.grad_accum "
+                            f"({distributed.world_size()} x {self.grad_accum})")
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,9 +94,9 @@ def ema_update(ema: nn.Module, net: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of everything random in training step `step` (noise levels, noise, dropout)."""
-    return seed * 1_000_003 + step
+def step_seed(seed: int, step: int, shard: int = 0) -> int:
+    """The seed of everything random in shard `shard` of training step `step` (noise levels, noise, dropout)."""
+    return seed * 1_000_003 + step + shard * 1_000_000_007
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
@@ -137,57 +149,76 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
     """Train `state.net` (a raw UNet) as an EDM denoiser on `images` until `cfg.steps`.
 
     With a run folder, resumes from its newest `tag` checkpoint, logs to metrics.jsonl and
-    checkpoints every `cfg.checkpoint_every` steps and at the end. `loss_fn(denoiser, x,
-    labels, generator) -> (B,)` replaces the EDM loss (SFBD baselines, symmetry regularisers).
+    checkpoints every `cfg.checkpoint_every` steps and at the end (rank 0 only when distributed;
+    every rank resumes from the checkpoint rank 0 chose). `loss_fn(denoiser, x, labels,
+    generator) -> (B,)` replaces the EDM loss (SFBD baselines, symmetry regularisers).
     """
     if len(images) == 0:
         raise UserError("cannot train on an empty dataset")
-    dtype = autocast_dtype(cfg.precision, device)
-    denoiser = Precond(state.net, edm.sigma_data, dtype)
+    world, rank, accum = distributed.world_size(), distributed.rank(), cfg.grad_accum
+    shards = world * accum
+    cfg.validate()  # the shards depend on the number of ranks
+    batch = min(cfg.batch_size, len(images) // shards * shards)
+    if batch == 0:
+        raise UserError(f"{len(images)} images cannot be split into {shards} shards")
+    shard = batch // shards
     loss_fn = loss_fn or (lambda d, x, y, g: edm_loss(d, x, y, cfg=edm, generator=g))
     meta = dict(meta or {})
-
     if run is not None:
-        found = checkpoint.load_latest(run.checkpoints, tag)
-        if found is not None:
-            tensors, saved, path = found
-            state.load_tensors(tensors, saved["step"])
-            run.truncate_metrics(lambda r: r.get("tag") != tag or r.get("step", 0) <= state.step)
-            tqdm.write(f"resuming {tag} from {path.name} (step {state.step})")
+        _resume(state, run, tag)
+    net = distributed.wrap_ddp(state.net)  # after resuming: DDP starts from rank 0's weights
+    denoiser = Precond(net, edm.sigma_data, autocast_dtype(cfg.precision, device))
 
     def save():
-        if run is None:
-            return
-        checkpoint.save(run.checkpoints / checkpoint.checkpoint_name(tag, state.step), state.tensors(),
-                        {**meta, "tag": tag, "step": state.step})
-        checkpoint.prune(run.checkpoints, tag, cfg.keep_checkpoints)
+        error = None
+        if run is not None and distributed.is_main():
+            last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:]
+            try:
+                checkpoint.save(run.checkpoints / checkpoint.checkpoint_name(tag, state.step), state.tensors(),
+                                {**meta, "tag": tag, "step": state.step})
+            except UserError as e:
+                error = UserError(f"{e}; stopping ({tag} step {state.step})"
+                                  + (f"; the previous checkpoint {last[0]} is intact" if last else ""))
+            else:
+                checkpoint.prune(run.checkpoints, tag, cfg.keep_checkpoints)
+        if distributed.any_rank(error is not None):
+            raise error or UserError(f"rank 0 could not write the {tag} checkpoint at step {state.step}")
 
-    batch = min(cfg.batch_size, len(images))
     state.net.train()
     running, count = 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, unit="step", leave=False)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, unit="step", leave=False,
+               disable=not distributed.is_main())
     while state.step < cfg.steps:
         step = state.step
         idx = batch_indices(len(images), batch, step, cfg.seed)
-        x = images[idx].to(device)
-        y = labels[idx].to(device) if labels is not None else None
-        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step))
-        torch.manual_seed(step_seed(cfg.seed, step))  # dropout draws from the global RNG
-
         for g in state.opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        loss = loss_fn(denoiser, x, y, gen).mean()
-        if not torch.isfinite(loss):
-            last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:] if run else []
-            kept = f"; last good checkpoint: {last[0]}" if last else ""
-            raise UserError(f"loss became {loss.item()} at step {step} ({tag}); stopping{kept}")
         state.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = 0.0
+        for j in range(accum):
+            i = rank * accum + j  # this shard's place in the global batch
+            part = idx[i * shard:(i + 1) * shard]
+            x = images[part].to(device)
+            y = labels[part].to(device) if labels is not None else None
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, i))
+            torch.manual_seed(step_seed(cfg.seed, step, i))  # dropout draws from the global RNG
+            sync = j == accum - 1 or not hasattr(net, "no_sync")  # DDP averages gradients on the last shard
+            with contextlib.nullcontext() if sync else net.no_sync():
+                shard_loss = loss_fn(denoiser, x, y, gen).mean() / accum
+                value = shard_loss.item()
+                if distributed.any_rank(not math.isfinite(value)):  # all ranks stop together
+                    last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:] if run else []
+                    kept = f"; last good checkpoint: {last[0]}" if last else ""
+                    became = value if not math.isfinite(value) else "non-finite on another rank"
+                    raise UserError(f"loss became {became} at step {step} ({tag}); stopping{kept}")
+                shard_loss.backward()
+            loss += value
+        loss = distributed.all_sum(loss) / world
         grad_norm = nn.utils.clip_grad_norm_(state.net.parameters(), cfg.grad_clip or math.inf)
         state.opt.step()
         ema_update(state.ema, state.net, ema_beta(cfg, (step + 1) * batch, batch))
         state.step += 1
-        running, count = running + loss.item(), count + 1
+        running, count = running + loss, count + 1
         bar.update(1)
 
         if state.step % cfg.log_every == 0 or state.step == cfg.steps:
@@ -201,3 +232,15 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
     bar.close()
     state.net.eval()
     return state
+
+
+def _resume(state: TrainState, run: Run, tag: str) -> None:
+    """Load the newest readable `tag` checkpoint of the run (the one rank 0 finds, on every rank)."""
+    found = checkpoint.load_latest(run.checkpoints, tag) if distributed.is_main() else None
+    path = distributed.broadcast(found[2] if found else None)
+    if path is None:
+        return
+    tensors, saved = found[:2] if found else checkpoint.load(path)
+    state.load_tensors(tensors, saved["step"])
+    run.truncate_metrics(lambda r: r.get("tag") != tag or r.get("step", 0) <= state.step)
+    distributed.say(f"resuming {tag} from {Path(path).name} (step {state.step})")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from attndiff import UserError, config
+from attndiff import UserError, config, distributed
 from attndiff.diffusion.edm import EDMConfig, append_dims, randn
-from attndiff.diffusion.job import evaluate, model_meta
+from attndiff.diffusion.job import evaluate, model_meta, on_this_rank
 from attndiff.diffusion.training import TrainState, train
 from attndiff.report.html import write_report
 from attndiff.run import Run
@@ -76,13 +76,16 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
     run = Run(cfg.run_dir.with_name(f"{cfg.run_dir.name}-{kind}"))
     run.write_config(config.dumps_toml({"baseline": kind, **config.to_dict(cfg)}))
     train_cfg = dataclasses.replace(cfg.train, steps=cfg.total_steps)
+    cfg = on_this_rank(cfg)
     torch.manual_seed(cfg.train.seed)
     net = new_net(cfg, split.clean.shape)
-    print(f"baseline {kind}: {len(images)} training images, {train_cfg.steps} steps (as the SFBD run)")
+    distributed.say(f"baseline {kind}: {len(images)} training images, {train_cfg.steps} steps (as the SFBD run)")
     state = TrainState(net, train_cfg)
     train(state, images, train_cfg, edm=cfg.edm, run=run, tag=kind, labels=flags,
           loss_fn=loss_fn or loss_of(cfg, state), meta=model_meta(cfg, split.clean.shape), device=cfg.device,
           desc=kind)
+    if not distributed.is_main():  # rank 0 evaluates and reports
+        return run.path
     done = [r for r in run.metrics() if r.get("tag") == f"{kind}-eval"]
     if not done:
         evaluate(model_denoiser(state.ema, cfg), cfg, split.clean.shape, run, tag=kind, step=state.step,

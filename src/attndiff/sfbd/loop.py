@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attndiff import UserError, checkpoint, config
-from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta
+from attndiff import UserError, checkpoint, config, distributed
+from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta, on_this_rank
 from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
@@ -141,6 +141,10 @@ class Evaluator:
         return found[-1] if found else None
 
     def __call__(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
+        """The round-k record, measured by rank 0 and handed to every rank (the stopping rule needs it)."""
+        return distributed.on_main(self._evaluate, k, ema, denoised, step)
+
+    def _evaluate(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
         record = self.done(k)
         if record is not None:
             return record
@@ -159,46 +163,70 @@ class Evaluator:
 
 
 def backward_round(cfg: SFBDJobConfig, split: NoisySplit, ema, run: Run, k: int) -> torch.Tensor:
-    """E_k: every noisy image denoised by the round-k model, written (and resumed) chunk by chunk."""
+    """E_k: every noisy image denoised by the round-k model, written (and resumed) chunk by chunk.
+
+    Under torchrun rank r takes chunks r, r + N, r + 2N, ...; each chunk file holds its images'
+    dataset indices, and every rank reads the whole set back once all chunks are written. Each
+    image's noise is seeded by its index, so the result does not depend on the number of ranks.
+    """
     s = cfg.sfbd
     folder = run.path / "denoised" / f"round{k}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in (run.path / "denoised").glob("round*"):  # earlier rounds' sets are no longer needed
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    if distributed.is_main():
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in (run.path / "denoised").glob("round*"):  # earlier rounds' sets are no longer needed
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
     denoiser = model_denoiser(ema, cfg)
     n = len(split.noisy)
-    chunks, computed, t0 = [], 0, time.perf_counter()
-    bar = tqdm(total=n, desc=f"backward round {k}", unit="img", leave=False)
-    for start in range(0, n, s.chunk):
+    starts = range(0, n, s.chunk)
+    mine = starts[distributed.rank()::distributed.world_size()]
+    chunks, computed, t0 = {}, 0, time.perf_counter()
+    bar = tqdm(total=sum(min(s.chunk, n - a) for a in mine), desc=f"backward round {k}", unit="img", leave=False,
+               disable=not distributed.is_main())
+    for start in mine:
         stop = min(start + s.chunk, n)
         path = folder / f"{start:08d}.npz"
-        chunk = _read_chunk(path, stop - start)
+        index = split.noisy_index[start:stop]
+        chunk = _read_chunk(path, index)
         if chunk is None:
-            # per-image seeds from (noise seed, round, dataset index): independent of chunking and resumes
-            seeds = [(s.noise_seed * 1009 + k) * 10_000_019 + int(i) for i in split.noisy_index[start:stop]]
+            # per-image seeds from (noise seed, round, dataset index): independent of chunking, ranks and resumes
+            seeds = [(s.noise_seed * 1009 + k) * 10_000_019 + int(i) for i in index]
             chunk = backward(denoiser, split.noisy[start:stop], s.sigma_zeta, steps=s.backward_steps,
                              stochastic=s.stochastic, seeds=seeds, edm=cfg.edm, batch_size=s.backward_batch,
                              device=cfg.device)
-            write_npz(path, denoised=chunk.numpy())
+            write_npz(path, denoised=chunk.numpy(), index=np.asarray(index))
             computed += stop - start
-        chunks.append(chunk)
+        chunks[start] = chunk
         bar.update(stop - start)
     bar.close()
+    distributed.barrier()  # the forward step waits for every shard
+    computed = int(distributed.all_sum(computed))
     if computed:
         seconds = time.perf_counter() - t0
         run.log({"tag": "backward", "round": k, "images": computed, "seconds": round(seconds, 2),
-                 "images_per_s": computed / seconds})
-    return torch.cat(chunks)
+                 "images_per_s": computed / seconds, "ranks": distributed.world_size()})
+    out = []
+    for start in starts:
+        chunk = chunks.get(start)
+        if chunk is None:
+            chunk = _read_chunk(folder / f"{start:08d}.npz", split.noisy_index[start:min(start + s.chunk, n)])
+        if chunk is None:
+            raise UserError(f"denoised chunk {folder / f'{start:08d}.npz'} is missing or damaged after the "
+                            "backward step; rerun the same command to recompute it")
+        out.append(chunk)
+    return torch.cat(out)
 
 
-def _read_chunk(path: Path, n: int) -> torch.Tensor | None:
+def _read_chunk(path: Path, index) -> torch.Tensor | None:
+    """The denoised images of a chunk file, if it is complete and holds exactly these dataset indices."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             chunk = torch.from_numpy(z["denoised"].copy())
-        return chunk if len(chunk) == n else None
+            same = np.array_equal(z["index"], np.asarray(index))
+        return chunk if same and len(chunk) == len(index) else None
     except (OSError, ValueError, KeyError, EOFError):
         return None  # damaged (a kill mid-write cannot do this, but a full disk can): recompute
 
@@ -224,11 +252,12 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     run = Run(cfg.run_dir)
     run.write_config(config.dumps_toml(config.to_dict(cfg)))
     meta = model_meta(cfg, split.clean.shape)
+    cfg = on_this_rank(cfg)
     evaluator = Evaluator(cfg, split, run)
 
     torch.manual_seed(cfg.train.seed)
     net = new_net(cfg, split.clean.shape)
-    tqdm.write(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
+    distributed.say(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
                f"{s.sigma_zeta}) from {cfg.data.name}; UNet {count_parameters(net) / 1e6:.2f}M; run folder {run.path}")
     state = TrainState(net, cfg.train)
     train(state, split.clean.images, cfg.train, edm=cfg.edm, run=run, tag="pretrain", loss_fn=loss_of(cfg, state),
@@ -239,7 +268,7 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     ema = state.ema
     for k in range(1, s.rounds + 1):
         if _should_stop(s, records):
-            tqdm.write(f"stopping after round {k - 1}: {s.stop_metric} did not improve for {s.patience} round(s)")
+            distributed.say(f"stopping after round {k - 1}: {s.stop_metric} did not improve for {s.patience} round(s)")
             break
         forward_cfg = dataclasses.replace(cfg.train, steps=s.forward_steps, warmup_steps=s.forward_warmup_steps,
                                           seed=cfg.train.seed + k)
@@ -260,8 +289,9 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
         steps_done += state.step
         ema = state.ema
 
-    report = write_report(run.path, title=f"attndiff SFBD: {cfg.name}", extra_sections=sfbd_sections(run))
-    tqdm.write(f"report: {report}")
+    if distributed.is_main():
+        report = write_report(run.path, title=f"attndiff SFBD: {cfg.name}", extra_sections=sfbd_sections(run))
+        tqdm.write(f"report: {report}")
     return run.path
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from attndiff import config
-from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta
+from attndiff import config, distributed
+from attndiff.diffusion.job import TrainJobConfig, ema_denoiser, evaluate, load_data, model_meta, on_this_rank
 from attndiff.diffusion.job import build_net as plain_net
 from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
@@ -66,17 +66,20 @@ def run_spd(cfg: SPDJobConfig) -> Path:
     data = load_data(cfg.data)
     run = Run(cfg.run_dir)
     run.write_config(config.dumps_toml(config.to_dict(cfg)))
+    cfg = on_this_rank(cfg)
     torch.manual_seed(cfg.train.seed)
     net = build_net(cfg.unet, data.shape, s).to(cfg.device)
     plain = count_parameters(plain_net(cfg.unet, data.shape))
     params = count_parameters(net)
-    tqdm.write(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; method {s.method}, group {s.group}; "
+    distributed.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; method {s.method}, group {s.group}; "
                f"UNet {params / 1e6:.3f}M parameters (plain {plain / 1e6:.3f}M); run folder {run.path}")
     state = TrainState(net, cfg.train)
     labels = data.labels if cfg.unet.num_classes else None
     loss_fn = training_loss(s, cfg.edm, target=ema_denoiser(state.ema, cfg))
     train(state, data.images, cfg.train, edm=cfg.edm, run=run, tag="spd", labels=labels, loss_fn=loss_fn,
           meta=model_meta(cfg, data.shape), device=cfg.device, desc=f"training ({s.method}, {s.group})")
+    if not distributed.is_main():  # rank 0 evaluates and reports
+        return run.path
     denoiser = sampling_denoiser(ema_denoiser(state.ema, cfg), s)
     if _logged(run, "spd-eval", state.step) is None or not (run.samples / "spd-samples.npz").exists():
         evaluate(denoiser, cfg, data.shape, run, tag="spd", step=state.step, fid_dataset=cfg.data.name,
