@@ -18,6 +18,7 @@ import gzip
 import importlib.util
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +254,7 @@ def _npz(path: Path) -> ImageDataset:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated or not an npz at all
         raise UserError(f"cannot read npz file {path}: {e}") from None
     key = next((k for k in ("images", "x", "arr_0") if k in arrays), None)
     if key is None:
@@ -261,6 +262,8 @@ def _npz(path: Path) -> ImageDataset:
     images = images_from_array(arrays[key], str(path))
     labels = arrays.get("labels", arrays.get("y"))
     labels = np.zeros(len(images), np.int64) if labels is None else labels.astype(np.int64).reshape(-1)
+    if len(labels) != len(images):
+        raise UserError(f"{path}: {len(labels)} labels for {len(images)} images")
     return ImageDataset(f"npz:{path}", images, torch.from_numpy(labels))
 
 

@@ -184,16 +184,9 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
         if distributed.any_rank(error is not None):
             raise error or UserError(f"rank 0 could not write the {tag} checkpoint at step {state.step}")
 
-    state.net.train()
-    running, count = 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, unit="step", leave=False,
-               disable=not distributed.is_main())
-    while state.step < cfg.steps:
-        step = state.step
+    def gradients(step: int) -> float:
+        """Forward and backward over this rank's shards of the global batch; the mean loss of all shards."""
         idx = batch_indices(len(images), batch, step, cfg.seed)
-        for g in state.opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        state.opt.zero_grad(set_to_none=True)
         loss = 0.0
         for j in range(accum):
             i = rank * accum + j  # this shard's place in the global batch
@@ -207,40 +200,62 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
                 shard_loss = loss_fn(denoiser, x, y, gen).mean() / accum
                 value = shard_loss.item()
                 if distributed.any_rank(not math.isfinite(value)):  # all ranks stop together
-                    last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:] if run else []
-                    kept = f"; last good checkpoint: {last[0]}" if last else ""
                     became = value if not math.isfinite(value) else "non-finite on another rank"
-                    raise UserError(f"loss became {became} at step {step} ({tag}); stopping{kept}")
+                    raise UserError(f"loss became {became} at step {step} ({tag}); stopping"
+                                    + _last_checkpoint(run, tag))
                 shard_loss.backward()
             loss += value
-        loss = distributed.all_sum(loss) / world
-        grad_norm = nn.utils.clip_grad_norm_(state.net.parameters(), cfg.grad_clip or math.inf)
-        state.opt.step()
-        ema_update(state.ema, state.net, ema_beta(cfg, (step + 1) * batch, batch))
-        state.step += 1
-        running, count = running + loss, count + 1
-        bar.update(1)
+        return distributed.all_sum(loss) / world
 
-        if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-            bar.set_postfix(loss=f"{running / count:.4f}")
-            if run is not None:
-                run.log({"tag": tag, "step": state.step, "loss": running / count,
-                         "grad_norm": float(grad_norm), "lr": state.opt.param_groups[0]["lr"]})
-            running, count = 0.0, 0
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
-            save()
-    bar.close()
+    state.net.train()
+    running, count = 0.0, 0
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=desc, unit="step", leave=False,
+               disable=not distributed.is_main())
+    try:  # closed on errors too, so an error message starts on a clean line
+        while state.step < cfg.steps:
+            step = state.step
+            for g in state.opt.param_groups:
+                g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            state.opt.zero_grad(set_to_none=True)
+            loss = gradients(step)
+            grad_norm = nn.utils.clip_grad_norm_(state.net.parameters(), cfg.grad_clip or math.inf)
+            if not math.isfinite(grad_norm):  # the same on every rank: DDP averaged the gradients
+                raise UserError(f"the gradient became {float(grad_norm)} at step {step} ({tag}); stopping"
+                                + _last_checkpoint(run, tag))
+            state.opt.step()
+            ema_update(state.ema, state.net, ema_beta(cfg, (step + 1) * batch, batch))
+            state.step += 1
+            running, count = running + loss, count + 1
+            bar.update(1)
+
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                bar.set_postfix(loss=f"{running / count:.4f}")
+                if run is not None:
+                    run.log({"tag": tag, "step": state.step, "loss": running / count,
+                             "grad_norm": float(grad_norm), "lr": state.opt.param_groups[0]["lr"]})
+                running, count = 0.0, 0
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps:
+                save()
+    finally:
+        bar.close()
     state.net.eval()
     return state
 
 
+def _last_checkpoint(run: Run | None, tag: str) -> str:
+    last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:] if run else []
+    return f"; last good checkpoint: {last[0]}" if last else ""
+
+
 def _resume(state: TrainState, run: Run, tag: str) -> None:
-    """Load the newest readable `tag` checkpoint of the run (the one rank 0 finds, on every rank)."""
+    """Load the newest readable `tag` checkpoint of the run (the one rank 0 finds, on every rank).
+
+    Records a killed run logged after that checkpoint (or, with none, at all) are dropped: they are redone.
+    """
     found = checkpoint.load_latest(run.checkpoints, tag) if distributed.is_main() else None
     path = distributed.broadcast(found[2] if found else None)
-    if path is None:
-        return
-    tensors, saved = found[:2] if found else checkpoint.load(path)
-    state.load_tensors(tensors, saved["step"])
+    if path is not None:
+        tensors, saved = found[:2] if found else checkpoint.load(path)
+        state.load_tensors(tensors, saved["step"])
+        distributed.say(f"resuming {tag} from {Path(path).name} (step {state.step})")
     run.truncate_metrics(lambda r: r.get("tag") != tag or r.get("step", 0) <= state.step)
-    distributed.say(f"resuming {tag} from {Path(path).name} (step {state.step})")

@@ -184,22 +184,24 @@ def backward_round(cfg: SFBDJobConfig, split: NoisySplit, ema, run: Run, k: int)
     chunks, computed, t0 = {}, 0, time.perf_counter()
     bar = tqdm(total=sum(min(s.chunk, n - a) for a in mine), desc=f"backward round {k}", unit="img", leave=False,
                disable=not distributed.is_main())
-    for start in mine:
-        stop = min(start + s.chunk, n)
-        path = folder / f"{start:08d}.npz"
-        index = split.noisy_index[start:stop]
-        chunk = _read_chunk(path, index)
-        if chunk is None:
-            # per-image seeds from (noise seed, round, dataset index): independent of chunking, ranks and resumes
-            seeds = [(s.noise_seed * 1009 + k) * 10_000_019 + int(i) for i in index]
-            chunk = backward(denoiser, split.noisy[start:stop], s.sigma_zeta, steps=s.backward_steps,
-                             stochastic=s.stochastic, seeds=seeds, edm=cfg.edm, batch_size=s.backward_batch,
-                             device=cfg.device)
-            write_npz(path, denoised=chunk.numpy(), index=np.asarray(index))
-            computed += stop - start
-        chunks[start] = chunk
-        bar.update(stop - start)
-    bar.close()
+    try:  # closed on errors too, so an error message starts on a clean line
+        for start in mine:
+            stop = min(start + s.chunk, n)
+            path = folder / f"{start:08d}.npz"
+            index = split.noisy_index[start:stop]
+            chunk = _read_chunk(path, index)
+            if chunk is None:
+                # per-image seeds from (noise seed, round, dataset index): independent of chunking, ranks and resumes
+                seeds = [(s.noise_seed * 1009 + k) * 10_000_019 + int(i) for i in index]
+                chunk = backward(denoiser, split.noisy[start:stop], s.sigma_zeta, steps=s.backward_steps,
+                                 stochastic=s.stochastic, seeds=seeds, edm=cfg.edm, batch_size=s.backward_batch,
+                                 device=cfg.device)
+                write_npz(path, denoised=chunk.numpy(), index=np.asarray(index))
+                computed += stop - start
+            chunks[start] = chunk
+            bar.update(stop - start)
+    finally:
+        bar.close()
     distributed.barrier()  # the forward step waits for every shard
     computed = int(distributed.all_sum(computed))
     if computed:
