@@ -26,8 +26,8 @@ def test_unknown_config_key_is_one_line_and_exit_2():
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["attndiff: error: unknown config key 'train.stepz' "
                                              "(known here: batch_size, checkpoint_every, ema_halflife_images, "
-                                             "ema_rampup, grad_accum, grad_clip, keep_checkpoints, log_every, lr, precision, "
-                                             "seed, steps, warmup_steps)"]
+                                             "ema_rampup, grad_accum, grad_clip, keep_checkpoints, log_every, lr, "
+                                             "precision, seed, steps, warmup_steps)"]
 
 
 @pytest.mark.parametrize("args,message", [

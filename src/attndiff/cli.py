@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     where = f"[rank {distributed.rank_from_env()}] " if distributed.launched() else ""
     try:
         distributed.init()  # under torchrun: join the process group
-        return args.func(args)
+        code = args.func(args)
+        distributed.barrier()  # ranks leave together: rank 0 may still be evaluating
+        return code
     except UserError as e:
         print(f"attndiff: {where}error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 from typing import Any, TypeVar
 
 import torch
@@ -147,5 +148,8 @@ def wrap_ddp(net: torch.nn.Module) -> torch.nn.Module:
         return net
     from torch.nn.parallel import DistributedDataParallel
 
+    # 1x1 convolutions get gradients in a channels-last layout; DDP copies them into its buckets
+    # and warns about it on every rank. Correct either way, and a copy of a small tensor.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     dev = next(net.parameters()).device
     return DistributedDataParallel(net, device_ids=[dev] if dev.type == "cuda" else None)

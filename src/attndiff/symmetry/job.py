@@ -71,8 +71,9 @@ def run_spd(cfg: SPDJobConfig) -> Path:
     net = build_net(cfg.unet, data.shape, s).to(cfg.device)
     plain = count_parameters(plain_net(cfg.unet, data.shape))
     params = count_parameters(net)
-    distributed.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; method {s.method}, group {s.group}; "
-               f"UNet {params / 1e6:.3f}M parameters (plain {plain / 1e6:.3f}M); run folder {run.path}")
+    distributed.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; method {s.method}, "
+                    f"group {s.group}; UNet {params / 1e6:.3f}M parameters (plain {plain / 1e6:.3f}M); "
+                    f"run folder {run.path}")
     state = TrainState(net, cfg.train)
     labels = data.labels if cfg.unet.num_classes else None
     loss_fn = training_loss(s, cfg.edm, target=ema_denoiser(state.ema, cfg))
