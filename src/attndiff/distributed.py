@@ -12,7 +12,6 @@ here is the single-process identity, so the jobs need no special case.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import os
 import warnings
@@ -39,13 +38,18 @@ def rank_from_env() -> int:
 
 
 def init() -> None:
-    """Join the process group torchrun set up (gloo on CPU, NCCL when CUDA is present); idempotent."""
+    """Join the process group torchrun set up; idempotent.
+
+    Where CUDA is present, CUDA tensors (DDP's gradients) go through NCCL and CPU tensors (the
+    small sums and objects here, or a CPU job) through gloo; elsewhere everything uses gloo.
+    """
     if not launched() or dist.is_initialized():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, timeout=TIMEOUT)
+        dist.init_process_group("cpu:gloo,cuda:nccl", timeout=TIMEOUT)
+    else:
+        dist.init_process_group("gloo", timeout=TIMEOUT)
 
 
 def shutdown() -> None:
@@ -102,16 +106,6 @@ def all_sum(value: float) -> float:
 def any_rank(flag: bool) -> bool:
     """True on every rank when `flag` is true on any rank (so all ranks stop together)."""
     return all_sum(1.0 if flag else 0.0) > 0
-
-
-@contextlib.contextmanager
-def main_first():
-    """Rank 0 runs the block, then the others (e.g. rank 0 creates a cache the others then read)."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
 
 
 def on_main(fn, *args, **kwargs) -> Any:

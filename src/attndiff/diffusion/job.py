@@ -177,7 +177,7 @@ def run_train(cfg: TrainJobConfig) -> Path:
     torch.manual_seed(cfg.train.seed)
     net = build_net(cfg.unet, data.shape).to(cfg.device)
     distributed.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; "
-               f"UNet {count_parameters(net) / 1e6:.2f}M parameters; run folder {run.path}")
+                    f"UNet {count_parameters(net) / 1e6:.2f}M parameters; run folder {run.path}")
     labels = data.labels if cfg.unet.num_classes else None
     state = TrainState(net, cfg.train)
     train(state, data.images, cfg.train, edm=cfg.edm, run=run, labels=labels,

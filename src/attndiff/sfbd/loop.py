@@ -260,7 +260,8 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     torch.manual_seed(cfg.train.seed)
     net = new_net(cfg, split.clean.shape)
     distributed.say(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
-               f"{s.sigma_zeta}) from {cfg.data.name}; UNet {count_parameters(net) / 1e6:.2f}M; run folder {run.path}")
+                    f"{s.sigma_zeta}) from {cfg.data.name}; UNet {count_parameters(net) / 1e6:.2f}M; "
+                    f"run folder {run.path}")
     state = TrainState(net, cfg.train)
     train(state, split.clean.images, cfg.train, edm=cfg.edm, run=run, tag="pretrain", loss_fn=loss_of(cfg, state),
           meta=meta, device=cfg.device, desc="pretrain (clean only)")
@@ -270,7 +271,8 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     ema = state.ema
     for k in range(1, s.rounds + 1):
         if _should_stop(s, records):
-            distributed.say(f"stopping after round {k - 1}: {s.stop_metric} did not improve for {s.patience} round(s)")
+            distributed.say(f"stopping after round {k - 1}: {s.stop_metric} did not improve for "
+                            f"{s.patience} round(s)")
             break
         forward_cfg = dataclasses.replace(cfg.train, steps=s.forward_steps, warmup_steps=s.forward_warmup_steps,
                                           seed=cfg.train.seed + k)
