@@ -104,3 +104,14 @@ def test_structure_preserving_training_runs_under_torchrun(tmp_path):
     assert [r["step"] for r in records if r.get("tag") == "spd"] == [1, 2, 3]
     (symmetry,) = [r for r in records if r.get("tag") == "spd-symmetry"]
     assert symmetry["equivariance_error"] < 1e-5  # the tied kernels stayed tied under DDP
+
+
+def test_every_rank_resumes_from_rank_0s_checkpoint(tmp_path):
+    common = ["train", "--config", "configs/train/mnist-cpu.toml", *sets(*TINY, "train.checkpoint_every=2")]
+    torchrun(*common, *sets(f'out="{tmp_path / "straight"}"', "train.steps=4"))
+    torchrun(*common, *sets(f'out="{tmp_path / "stopped"}"', "train.steps=2"))
+    r = torchrun(*common, *sets(f'out="{tmp_path / "stopped"}"', "train.steps=4"))
+    assert "resuming train from train-00000002" in r.stdout
+    straight, resumed = weights(tmp_path / "straight", "train")[0], weights(tmp_path / "stopped", "train")[0]
+    assert max_difference(straight, resumed) == 0.0  # both ranks continued from the same state
+    assert [r["step"] for r in Run(tmp_path / "stopped").metrics() if r.get("tag") == "train"] == [1, 2, 3, 4]

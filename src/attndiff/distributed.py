@@ -108,6 +108,18 @@ def any_rank(flag: bool) -> bool:
     return all_sum(1.0 if flag else 0.0) > 0
 
 
+def check_in_step(module: torch.nn.Module) -> None:
+    """Raise if the ranks' copies of `module` differ: DDP keeps them equal, a bad resume would not."""
+    if not active():
+        return
+    with torch.no_grad():
+        fingerprint = sum((i + 1) * p.detach().double().sum().item() for i, p in enumerate(module.parameters()))
+    bounds = torch.tensor([fingerprint, -fingerprint], dtype=torch.float64)
+    dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
+    if bounds[0].item() != -bounds[1].item():
+        raise UserError(f"the ranks' weights have diverged (fingerprints {-bounds[1].item()} .. {bounds[0].item()})")
+
+
 def on_main(fn, *args, **kwargs) -> Any:
     """fn(*args, **kwargs) run on rank 0 only; every rank gets its result.
 

@@ -170,6 +170,7 @@ def train(state: TrainState, images: torch.Tensor, cfg: TrainConfig, *, edm: EDM
     denoiser = Precond(net, edm.sigma_data, autocast_dtype(cfg.precision, device))
 
     def save():
+        distributed.check_in_step(state.net)
         error = None
         if run is not None and distributed.is_main():
             last = checkpoint.list_checkpoints(run.checkpoints, tag)[-1:]
