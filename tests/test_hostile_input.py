@@ -71,6 +71,30 @@ def test_broken_datasets(tmp_path, capsys, data, message):
     assert not list(out.rglob("*.safetensors")) if out.exists() else True
 
 
+def test_broken_audio_and_metadata(tmp_path, capsys):
+    import soundfile
+
+    tone = np.sin(np.linspace(0, 400, 8000)).astype(np.float32)
+    for c in ("a", "b"):
+        (tmp_path / "clips" / c).mkdir(parents=True)
+        for i in range(3):
+            soundfile.write(tmp_path / "clips" / c / f"{i}.wav", tone, 8000)
+    raw = (tmp_path / "clips" / "a" / "0.wav").read_bytes()
+    (tmp_path / "clips" / "a" / "0.wav").write_bytes(raw[:30])  # cut inside the header
+    esc = tmp_path / "esc"
+    (esc / "audio").mkdir(parents=True)
+    (esc / "meta").mkdir()
+    soundfile.write(esc / "audio" / "x.wav", tone, 8000)
+    (esc / "meta" / "esc50.csv").write_text("filename,fold,target,category\nx.wav,one,0,dog\n")
+    cases = [(f"folder:{tmp_path / 'clips'}", "0.wav"), (f"esc50:{esc}", "bad fold or class id"),
+             (f"folder:{tmp_path / 'nowhere'}", "not found")]
+    for name, message in cases:
+        out = tmp_path / "run"
+        assert main(["audio", "run", *sets(f'audio.name="{name}"', "audio.sample_rate=8000", f'out="{out}"')]) == 2
+        one_error_line(capsys, message)
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("command,override,message", [
     ("sfbd", "sfbd.clean_fraction=0", "clean_fraction must be in (0, 1]"),
     ("sfbd", "sfbd.clean_fraction=1.5", "clean_fraction must be in (0, 1]"),
