@@ -142,6 +142,8 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_without_running_it(tm
     one_error_line(capsys, "not a readable attndiff checkpoint")
     assert not marker.exists()
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "den").exists()
+    pickle.loads(pickle.dumps(Payload(tmp_path / "live")))  # the payload is live: unpickling runs it
+    assert (tmp_path / "live").exists()
 
 
 def test_a_pickle_planted_as_the_newest_checkpoint_is_skipped_and_the_run_resumes(tmp_path, capsys):
