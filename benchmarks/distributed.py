@@ -31,7 +31,6 @@ from common import save_results  # noqa: E402
 import torch  # noqa: E402
 
 from attndiff import config, distributed  # noqa: E402
-from attndiff.diffusion.edm import EDMConfig  # noqa: E402
 from attndiff.diffusion.training import TrainState, train  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.sfbd.loop import SFBDJobConfig, backward_round, load_split, new_net  # noqa: E402
@@ -91,13 +90,13 @@ def checkpoint_overhead(steps: int, repeats: int) -> dict:
                 state = TrainState(new_net(cfg, split.clean.shape), train_cfg)
                 run = Run(out)
                 t = time.perf_counter()
-                train(state, split.clean.images, train_cfg, edm=EDMConfig(), run=run, tag="bench")
+                train(state, split.clean.images, train_cfg, edm=cfg.edm, run=run, tag="bench")
                 times[label].append((time.perf_counter() - t) / steps)
                 size = max([size, *(p.stat().st_size for p in run.checkpoints.glob("*.safetensors"))])
     med = {k: statistics.median(v) for k, v in times.items()}
     per_checkpoint = (med["every step"] - med["none"]) * steps / (steps - 1)  # "none" still saves the last step
     return {"s_per_step": med, "overhead_s": per_checkpoint, "overhead_fraction": per_checkpoint / med["none"],
-            "checkpoint_bytes": size}
+            "checkpoint_bytes": size, "checkpoint_every": cfg.train.checkpoint_every}
 
 
 def main():
@@ -134,7 +133,8 @@ def table(backward: dict, efficiency: float, ckpt: dict, images: int) -> str:
               f"| after every step | {ckpt['s_per_step']['every step']:.3f} |", "",
               f"One checkpoint ({ckpt['checkpoint_bytes'] / 1e6:.1f} MB: net, EMA and Adam state) costs "
               f"{ckpt['overhead_s'] * 1000:.0f} ms, {ckpt['overhead_fraction']:.0%} of a step; at the main "
-              f"job's checkpoint_every = 200 that is {ckpt['overhead_fraction'] / 200:.2%}."]
+              f"job's checkpoint_every = {ckpt['checkpoint_every']} that is "
+              f"{ckpt['overhead_fraction'] / ckpt['checkpoint_every']:.2%}."]
     return "\n".join(lines)
 
 
