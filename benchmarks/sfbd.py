@@ -12,6 +12,7 @@ script continues unfinished runs and reuses finished ones.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -20,9 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
+from attndiff.diffusion.job import load_data  # noqa: E402
+from attndiff.metrics.fid import load_samples  # noqa: E402
+from attndiff.metrics.memorization import copy_rate  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.sfbd.baselines import KINDS, run_baseline  # noqa: E402
-from attndiff.sfbd.loop import SFBDJobConfig, run_sfbd  # noqa: E402
+from attndiff.sfbd.loop import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
 
 
 def phase_seconds(records: list[dict]) -> dict[str, float]:
@@ -34,6 +38,11 @@ def phase_seconds(records: list[dict]) -> dict[str, float]:
     return {tag: round(max(t) - min(t), 1) for tag, t in spans.items() if len(t) > 1}
 
 
+def copies(run_dir: Path, tag: str, clean, n: int) -> float:
+    """Near-copy rate (nearest-neighbour ratio test) of a run's last FID samples against the clean part."""
+    return copy_rate(load_samples(run_dir / "samples" / f"{tag}-samples.npz")[:n], clean)["copy_rate"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/sfbd/mnist-cpu.toml")
@@ -43,10 +52,13 @@ def main():
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
 
-    rows, results = [], {"config": args.config, "overrides": args.overrides, "runs": []}
+    rows, copy_rows, results = [], [], {"config": args.config, "overrides": args.overrides, "runs": []}
+    oracle = None  # trained once: it sees every training image clean, whatever the clean fraction
     for fraction in args.fractions:
         cfg = config.load(SFBDJobConfig, args.config, args.overrides + [f"sfbd.clean_fraction={fraction}"])
         cfg = config.from_dict(SFBDJobConfig, {**config.to_dict(cfg), "name": f"{cfg.name}-c{fraction:g}"})
+        clean = load_split(cfg).clean.images
+        test = load_data(dataclasses.replace(cfg.data, split=cfg.fid.split, limit=cfg.fid.n)).images
         t = time.perf_counter()
         sfbd_dir = run_sfbd(cfg)
         records = Run(sfbd_dir).metrics()
@@ -59,27 +71,47 @@ def main():
                  "denoised_fid_per_round": [r.get("denoised_fid") for r in rounds],
                  "backward_images_per_s": [r["images_per_s"] for r in backward],
                  "phase_seconds": phase_seconds(records), "sfbd_wall_s": round(time.perf_counter() - t, 1),
-                 "baselines": {}}
+                 "sfbd_copy_rate": copies(sfbd_dir, "sfbd", clean, cfg.fid.n), "baselines": {}}
         for kind in args.kinds:
             t = time.perf_counter()
-            out = run_baseline(cfg, kind)
+            if kind == "oracle" and oracle is not None:  # every image clean: the same at every fraction
+                out = oracle
+            else:
+                out = run_baseline(cfg, kind)
+            oracle = out if kind == "oracle" else oracle
             fid = [r for r in Run(out).metrics() if r.get("tag") == f"{kind}-eval"][-1]["fid"]
-            entry["baselines"][kind] = {"fid": fid, "wall_s": round(time.perf_counter() - t, 1)}
+            entry["baselines"][kind] = {"fid": fid, "wall_s": round(time.perf_counter() - t, 1), "run": out.name,
+                                        "copy_rate": copies(out, kind, clean, cfg.fid.n)}
         results["runs"].append(entry)
         fids = " → ".join(f"{f:.1f}" for f in entry["sfbd_fid_per_round"] if f is not None)
         base = " | ".join(f"{entry['baselines'][k]['fid']:.1f}" if k in entry["baselines"] else "-" for k in KINDS)
         rows.append(f"| {cfg.data.name} | {fraction:.0%} | {fids} | {base} | "
                     f"{', '.join(f'{v:.0f}' for v in entry['backward_images_per_s'])} |")
+        entry["test_images_copy_rate"] = copy_rate(test, clean)["copy_rate"]
+        rates = [entry["test_images_copy_rate"], entry["sfbd_copy_rate"],
+                 *(b["copy_rate"] for b in entry["baselines"].values())]
+        copy_rows.append(f"| {cfg.data.name} | {fraction:.0%} ({len(clean)} images) | "
+                         + " | ".join(f"{r:.1%}" for r in rates) + " |")
 
     first = results["runs"][0]
-    table = f"""`python benchmarks/sfbd.py --config {args.config} {' '.join('--set ' + o for o in args.overrides)}`:
+    command = " ".join(["python benchmarks/sfbd.py --config", args.config, "--fractions", *map(str, args.fractions),
+                        *(f"--set {o}" for o in args.overrides)])
+    table = f"""`{command}`:
 sigma_zeta {first['sigma_zeta']}, FID against {first['fid_n']} test images (N = {first['fid_n']} samples,
-same seeds everywhere), every model trained for {first['total_steps']} steps. SFBD's FID is listed after
+same seeds everywhere), every model trained for {first['total_steps']} steps. The oracle (every training image
+clean) does not depend on the clean fraction and is trained once. SFBD's FID is listed after
 pretraining (round 0 = clean-only pretraining) and after each round.
 
 | data | clean | SFBD FID by round | clean-only | noisy-only | ambient | oracle | backward img/s |
 |---|---:|---|---:|---:|---:|---:|---|
-""" + "\n".join(rows)
+""" + "\n".join(rows) + f"""
+
+Near-copies of a clean training image among the same {first['fid_n']} samples (nearest-neighbour
+ratio test, `attndiff.metrics.memorization`), and among {first['fid_n']} held-out test images for scale:
+
+| data | clean part | test images | SFBD | {' | '.join(first['baselines'])} |
+|---|---|---:|---:|{'---:|' * len(first['baselines'])}
+""" + "\n".join(copy_rows)
     save_results(args.name or f"sfbd-{Path(args.config).stem}", results, table)
 
 
