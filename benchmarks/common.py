@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from attndiff.fsutil import write_text
+
 HERE = Path(__file__).parent
 
 
@@ -29,10 +31,10 @@ def machine() -> dict:
 
 
 def save_results(name: str, results: dict, table: str) -> None:
-    """Write results/<name>.json and replace the <name> section of benchmarks/README.md."""
+    """Write results/<name>.json and replace the <name> section of benchmarks/README.md (atomically)."""
     out = HERE / "results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    write_text(out, json.dumps({"machine": machine(), **results}, indent=2) + "\n")
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -41,5 +43,5 @@ def save_results(name: str, results: dict, table: str) -> None:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
-    readme.write_text(text)
+    write_text(readme, text)
     print(table)

@@ -22,6 +22,7 @@ from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.job import load_data  # noqa: E402
+from attndiff.fsutil import atomic_path  # noqa: E402
 from attndiff.metrics.fid import load_samples  # noqa: E402
 from attndiff.metrics.memorization import copy_rate  # noqa: E402
 from attndiff.run import Run  # noqa: E402
@@ -41,6 +42,30 @@ def phase_seconds(records: list[dict]) -> dict[str, float]:
 def copies(run_dir: Path, tag: str, clean, n: int) -> float:
     """Near-copy rate (nearest-neighbour ratio test) of a run's last FID samples against the clean part."""
     return copy_rate(load_samples(run_dir / "samples" / f"{tag}-samples.npz")[:n], clean)["copy_rate"]
+
+
+def figure(runs: list[dict], path: Path) -> None:
+    """One panel per clean fraction: SFBD's FID against training steps, the baselines at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False, sharey=True)
+    for ax, run in zip(axes[0], runs):
+        ax.plot(run["sfbd_steps_per_round"], run["sfbd_fid_per_round"], "o-", color="k", label="SFBD (round 0..K)")
+        for i, (kind, b) in enumerate(run["baselines"].items()):  # side by side, so none hides another
+            ax.plot(run["total_steps"] * (1 + 0.015 * i), b["fid"], "s", ms=7, label=kind)
+        ax.set_yscale("log")
+        ax.set_title(f"{run['dataset']}, {run['clean_fraction']:.0%} clean")
+        ax.set_xlabel("training steps")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(f"FID (N = {runs[0]['fid_n']}, log scale)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def main():
@@ -67,6 +92,7 @@ def main():
         entry = {"clean_fraction": fraction, "sigma_zeta": cfg.sfbd.sigma_zeta, "dataset": cfg.data.name,
                  "fid_n": cfg.fid.n, "total_steps": cfg.total_steps,
                  "sfbd_fid_per_round": [r.get("fid") for r in rounds],
+                 "sfbd_steps_per_round": [r["images_seen"] // cfg.train.batch_size for r in rounds],
                  "denoised_psnr_per_round": [r.get("denoised_psnr") for r in rounds],
                  "denoised_fid_per_round": [r.get("denoised_fid") for r in rounds],
                  "backward_images_per_s": [r["images_per_s"] for r in backward],
@@ -112,7 +138,9 @@ ratio test, `attndiff.metrics.memorization`), and among {first['fid_n']} held-ou
 | data | clean part | test images | SFBD | {' | '.join(first['baselines'])} |
 |---|---|---:|---:|{'---:|' * len(first['baselines'])}
 """ + "\n".join(copy_rows)
-    save_results(args.name or f"sfbd-{Path(args.config).stem}", results, table)
+    name = args.name or f"sfbd-{Path(args.config).stem}"
+    figure(results["runs"], Path(__file__).parent / "results" / f"{name}.png")
+    save_results(name, results, table + f"\n\n![SFBD FID by round against the baselines](results/{name}.png)")
 
 
 if __name__ == "__main__":
