@@ -21,9 +21,9 @@ from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.job import load_data  # noqa: E402
-from attndiff.fsutil import atomic_path  # noqa: E402
 from attndiff.metrics.fid import load_samples  # noqa: E402
 from attndiff.metrics.memorization import copy_rate  # noqa: E402
+from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.sfbd.baselines import KINDS, run_baseline  # noqa: E402
 from attndiff.sfbd.loop import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
@@ -51,11 +51,6 @@ def copies(run_dir: Path, tag: str, clean, n: int) -> float:
 
 def figure(runs: list[dict], path: Path) -> None:
     """One panel per clean fraction: SFBD's FID against training steps, the baselines at the end."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False, sharey=True)
     for ax, run in zip(axes[0], runs):
         ax.plot(run["sfbd_steps_per_round"], run["sfbd_fid_per_round"], "o-", color="k", label="SFBD (round 0..K)")
@@ -68,9 +63,7 @@ def figure(runs: list[dict], path: Path) -> None:
     axes[0][0].set_ylabel(f"FID (N = {runs[0]['fid_n']}, log scale)")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():
@@ -84,11 +77,12 @@ def main():
 
     rows, copy_rows, results = [], [], {"config": args.config, "overrides": args.overrides, "runs": []}
     oracle = None  # trained once: it sees every training image clean, whatever the clean fraction
+    base_cfg = config.load(SFBDJobConfig, args.config, args.overrides)
+    test = load_data(dataclasses.replace(base_cfg.data, split=base_cfg.fid.split, limit=base_cfg.fid.n)).images
     for fraction in args.fractions:
         cfg = config.load(SFBDJobConfig, args.config, args.overrides + [f"sfbd.clean_fraction={fraction}"])
         cfg = config.from_dict(SFBDJobConfig, {**config.to_dict(cfg), "name": f"{cfg.name}-c{fraction:g}"})
         clean = load_split(cfg).clean.images
-        test = load_data(dataclasses.replace(cfg.data, split=cfg.fid.split, limit=cfg.fid.n)).images
         sfbd_dir = run_sfbd(cfg)
         records = Run(sfbd_dir).metrics()
         rounds = [r for r in records if r.get("tag") == "sfbd-eval"]
@@ -101,13 +95,12 @@ def main():
                  "denoised_fid_per_round": [r.get("denoised_fid") for r in rounds],
                  "backward_images_per_s": [r["images_per_s"] for r in backward],
                  "phase_seconds": phase_seconds(records), "sfbd_wall_s": run_seconds(records),
+                 "test_images_copy_rate": copy_rate(test, clean)["copy_rate"],
                  "sfbd_copy_rate": copies(sfbd_dir, "sfbd", clean, cfg.fid.n), "baselines": {}}
         for kind in args.kinds:
-            if kind == "oracle" and oracle is not None:  # every image clean: the same at every fraction
-                out = oracle
-            else:
-                out = run_baseline(cfg, kind)
-            oracle = out if kind == "oracle" else oracle
+            out = oracle if kind == "oracle" and oracle else run_baseline(cfg, kind)
+            if kind == "oracle":  # every image clean: the same run serves every fraction
+                oracle = out
             records = Run(out).metrics()
             fid = [r for r in records if r.get("tag") == f"{kind}-eval"][-1]["fid"]
             entry["baselines"][kind] = {"fid": fid, "wall_s": run_seconds(records), "run": out.name,
@@ -117,7 +110,6 @@ def main():
         base = " | ".join(f"{entry['baselines'][k]['fid']:.1f}" if k in entry["baselines"] else "-" for k in KINDS)
         rows.append(f"| {cfg.data.name} | {fraction:.0%} | {fids} | {base} | "
                     f"{', '.join(f'{v:.0f}' for v in entry['backward_images_per_s'])} |")
-        entry["test_images_copy_rate"] = copy_rate(test, clean)["copy_rate"]
         rates = [entry["test_images_copy_rate"], entry["sfbd_copy_rate"],
                  *(b["copy_rate"] for b in entry["baselines"].values())]
         copy_rows.append(f"| {cfg.data.name} | {fraction:.0%} ({len(clean)} images) | "

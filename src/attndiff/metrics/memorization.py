@@ -2,12 +2,13 @@
 
 A sample counts as a near-copy of the training set when its L2 distance to the nearest
 training image is below `ratio` (1/3 by default) times its distance to the second nearest:
-it sits on one training image rather than between several. This is the criterion of Yoon et
-al. (2023), "Diffusion probabilistic models generalize when they fail to memorize". Held-out
-real images score (almost) zero; a model that has memorised a small training set scores high.
+it sits on one training image rather than between several (the criterion used in memorisation
+studies of diffusion models, e.g. Yoon et al. 2023). Held-out real images score (almost) zero;
+a model that has memorised a small training set scores high.
 
-FID cannot tell a model that copies its 125 clean images from one that generalises, which is
-the failure SFBD's noisy data is meant to prevent, so the SFBD benchmark reports both.
+FID barely penalises a model that copies a small clean set (in the SFBD benchmark the clean-only
+model beats SFBD on FID while copying), and copying is the failure SFBD's noisy data is meant
+to prevent, so the SFBD benchmark reports both.
 """
 
 from __future__ import annotations

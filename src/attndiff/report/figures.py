@@ -40,6 +40,15 @@ def save_grid(x: torch.Tensor, path: str | Path, nrow: int | None = None, scale:
     return path
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """A matplotlib figure as a PNG file, written atomically; the figure is closed."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def curves(records: list[dict], key: str, *, by: str = "tag", x: str = "step", title: str = "",
            logy: bool = False):
     """One line per value of `by` (e.g. training phase) of records[key] against records[x]."""
