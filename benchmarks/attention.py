@@ -24,9 +24,9 @@ from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.attention.dynamics import AttnTrainConfig, sen_deviation, train_attention  # noqa: E402
-from attndiff.attention.job import AttentionJobConfig, run_attention  # noqa: E402
 from attndiff.attention.model import AttentionClassifier, ModelConfig  # noqa: E402
 from attndiff.attention.task import TaskConfig, load  # noqa: E402
+from attndiff.jobs.attention import AttentionJobConfig, run_attention  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 
 

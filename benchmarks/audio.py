@@ -27,8 +27,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
-from attndiff.audio.models import AudioClassifier  # noqa: E402
-from attndiff.audio.train import KINDS, AudioJobConfig, features_of, run_audio, summarize  # noqa: E402
+from attndiff.audio.models import (
+    MODELS,  # noqa: E402
+    AudioClassifier,  # noqa: E402
+)
+from attndiff.jobs.audio import AudioJobConfig, features_of, run_audio  # noqa: E402
+from attndiff.jobs.audio_report import summarize  # noqa: E402
+
+KINDS = tuple(MODELS)
 from attndiff.run import Run  # noqa: E402
 
 

@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results  # noqa: E402
-
 import torch  # noqa: E402
+from common import save_results  # noqa: E402
 
 from attndiff import config, distributed  # noqa: E402
 from attndiff.diffusion.training import TrainState, train  # noqa: E402
+from attndiff.jobs.sfbd import SFBDJobConfig, backward_round, load_split  # noqa: E402
+from attndiff.jobs.train import model_spec  # noqa: E402
 from attndiff.run import Run  # noqa: E402
-from attndiff.sfbd.loop import SFBDJobConfig, backward_round, load_split, new_net  # noqa: E402
 
 CONFIG = "configs/sfbd/mnist-cpu.toml"
 SETTINGS = [("1 rank x 1 thread", 1, 1), ("1 rank x 2 threads", 1, 2), ("2 ranks x 1 thread", 2, 1)]
@@ -51,11 +51,12 @@ def worker(images: int, out: str) -> None:
     cfg = job(images, out)
     split = load_split(cfg)
     torch.manual_seed(0)
-    ema = new_net(cfg, split.clean.shape).eval()
+    spec = model_spec(cfg, split.clean.shape)
+    ema = spec.new_net().eval()
     run = Run(out)
     distributed.barrier()
     t = time.perf_counter()
-    backward_round(cfg, split, ema, run, 1)
+    backward_round(spec, cfg.sfbd, split, ema, run, 1)
     seconds = time.perf_counter() - t
     if distributed.is_main():
         print(json.dumps({"images": len(split.noisy), "seconds": seconds, "images_per_s": len(split.noisy) / seconds}))
@@ -87,7 +88,7 @@ def checkpoint_overhead(steps: int, repeats: int) -> dict:
             with tempfile.TemporaryDirectory() as out:
                 train_cfg = dataclasses.replace(cfg.train, steps=steps, checkpoint_every=every, log_every=10**9)
                 torch.manual_seed(0)
-                state = TrainState(new_net(cfg, split.clean.shape), train_cfg)
+                state = TrainState(model_spec(cfg, split.clean.shape).new_net(), train_cfg)
                 run = Run(out)
                 t = time.perf_counter()
                 train(state, split.clean.images, train_cfg, edm=cfg.edm, run=run, tag="bench")

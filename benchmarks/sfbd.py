@@ -20,13 +20,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
-from attndiff.diffusion.job import load_data  # noqa: E402
+from attndiff.jobs.sfbd import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
+from attndiff.jobs.sfbd_baselines import run_baseline  # noqa: E402
+from attndiff.jobs.train import load_data  # noqa: E402
 from attndiff.metrics.fid import load_samples  # noqa: E402
 from attndiff.metrics.memorization import copy_rate  # noqa: E402
 from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
-from attndiff.sfbd.baselines import KINDS, run_baseline  # noqa: E402
-from attndiff.sfbd.loop import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
+from attndiff.sfbd.baselines import BASELINES  # noqa: E402
+
+KINDS = tuple(BASELINES)
 
 
 def run_seconds(records: list[dict]) -> float:

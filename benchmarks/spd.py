@@ -31,14 +31,14 @@ from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
-from attndiff.diffusion.edm import Precond  # noqa: E402
-from attndiff.diffusion.job import ema_denoiser, load_data  # noqa: E402
-from attndiff.diffusion.training import TrainState, autocast_dtype  # noqa: E402
+from attndiff.diffusion import model  # noqa: E402
+from attndiff.diffusion.edm import Batch  # noqa: E402
+from attndiff.diffusion.training import TrainState  # noqa: E402
+from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
+from attndiff.jobs.train import load_data, model_spec  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.symmetry import groups  # noqa: E402
-from attndiff.symmetry.job import SPDJobConfig, run_spd  # noqa: E402
 from attndiff.symmetry.metrics import invariance_score  # noqa: E402
-from attndiff.symmetry.models import METHODS, build_net, sampling_denoiser, training_loss  # noqa: E402
 
 
 def job(config_path: str, overrides: list[str], name: str) -> SPDJobConfig:
@@ -59,17 +59,18 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
         c = config.from_dict(SPDJobConfig, {**config.to_dict(cfg), "symmetry": {
             **config.to_dict(cfg.symmetry), "method": method}})
         torch.manual_seed(0)
-        state = TrainState(build_net(c.unet, data.shape, c.symmetry), c.train)
-        denoiser = Precond(state.net, c.edm.sigma_data, autocast_dtype(c.train.precision, "cpu"))
-        loss_fn = training_loss(c.symmetry, c.edm, target=ema_denoiser(state.ema, c))
-        sampler = sampling_denoiser(ema_denoiser(state.ema, c), c.symmetry)
+        spec = model_spec(c, data.shape)
+        state = TrainState(spec.new_net(), c.train)
+        denoiser = spec.denoiser(state.net)
+        loss_fn = spec.loss(state.ema)
+        sampler = spec.sampling_denoiser(state.ema)
         setups[method] = (state, denoiser, loss_fn, sampler)
     times = {m: {"train": [], "sample": []} for m in methods}
     gen = torch.Generator().manual_seed(0)
     for _ in range(rounds + 1):  # the first round warms up and is dropped
         for method, (state, denoiser, loss_fn, sampler) in setups.items():
             t = time.perf_counter()
-            loss = loss_fn(denoiser, x, None, gen).mean()
+            loss = loss_fn(denoiser, Batch(x), generator=gen).mean()
             state.opt.zero_grad()
             loss.backward()
             state.opt.step()
@@ -91,9 +92,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/spd/c4-mnist-cpu.toml")
     p.add_argument("--sizes", type=int, nargs="+", default=[600, 3000, 6000])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(model.RECIPES), choices=list(model.RECIPES))
     p.add_argument("--toy-config", default="configs/spd/toy-upright.toml")
-    p.add_argument("--toy-methods", nargs="*", default=["none", "augment", "wt", "reg"], choices=METHODS)
+    p.add_argument("--toy-methods", nargs="*", default=["none", "augment", "wt", "reg"], choices=list(model.RECIPES))
     p.add_argument("--name", default="spd", help="results name (default spd)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import median_time, save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
-from attndiff.diffusion.edm import EDMConfig, Precond, edm_loss  # noqa: E402
-from attndiff.diffusion.job import TrainJobConfig  # noqa: E402
+from attndiff.diffusion.edm import Batch, EDMConfig, Precond, edm_loss  # noqa: E402
 from attndiff.diffusion.sampling import edm_sigmas, sample  # noqa: E402
 from attndiff.diffusion.unet import UNet, count_parameters  # noqa: E402
+from attndiff.jobs.train import TrainJobConfig  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 
@@ -55,7 +55,7 @@ def main():
     noise0 = torch.randn(args.sample_batch, 1, 28, 28) * sigmas[0]
 
     def train_step(k):
-        loss = edm_loss(Precond(nets[k], 0.5, precisions[k]), x, cfg=edm).mean()
+        loss = edm_loss(Precond(nets[k], 0.5, precisions[k]), Batch(x), cfg=edm).mean()
         opts[k].zero_grad()
         loss.backward()
         opts[k].step()

@@ -65,3 +65,13 @@ def test_train_sample_fid_report_end_to_end(tmp_path, capsys):
     assert np.load(tmp_path / "s.npz")["images"].shape == (4, 1, 8, 8)
     assert main(["fid", str(tmp_path / "s.npz"), "--ref", "digits", "--n", "8"]) == 0
     assert "FID" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sample", "runs/x", "--solver", "sde"], "--solver was renamed: use --stochastic"),
+    (["spd", "denoise", "a.png", "--model", "m", "--sigma", "0.5", "--ode"], "--ode was renamed: use --no-stochastic"),
+])
+def test_renamed_flags_are_one_line_naming_the_new_one(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from attndiff import UserError, config
-from attndiff.diffusion.job import TrainJobConfig
+from attndiff.jobs.train import TrainJobConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +33,18 @@ def test_every_shipped_config_parses():
 
     for path in (ROOT / "configs/train").glob("*.toml"):
         config.load(TrainJobConfig, path)
+
+
+def test_a_renamed_key_names_its_new_spelling():
+    with pytest.raises(UserError, match="'sample.solver' was renamed: use sample.stochastic"):
+        config.load(TrainJobConfig, None, ['sample.solver="sde"'])
+    assert config.load(TrainJobConfig, None, ["sample.stochastic=true"]).sample.stochastic
+
+
+def test_choices_come_from_the_registries():
+    from attndiff.diffusion import model
+    from attndiff.jobs.spd import SPDJobConfig
+
+    with pytest.raises(UserError, match="unknown model method 'magic'.*none, augment, wt, fa, reg"):
+        config.load(SPDJobConfig, None, ["symmetry.method=magic"])
+    assert {"none", "augment", "wt", "fa", "reg"} <= set(model.RECIPES)

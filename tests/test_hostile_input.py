@@ -207,9 +207,9 @@ KEYS = ["train.steps", "train.lr", "train.batch_size", "train.grad_accum", "trai
 VALUES = ["0", "-1", "1.5", "nan", "inf", "-inf", "1e400", "\"x\"", "[1, 2]", "[]", "{}", "true", "\"npz:/no.npz\"",
           "\"folder:/nonexistent\"", "'", "\"", "=", "\"C4\"", "\"cifar10\""]
 # The jobs themselves (hours of training) are replaced by a recorder: the fuzz covers everything before them.
-JOBS = [("attndiff.diffusion.job", "run_train"), ("attndiff.sfbd.loop", "run_sfbd"),
-        ("attndiff.sfbd.baselines", "run_baseline"), ("attndiff.symmetry.job", "run_spd"),
-        ("attndiff.attention.job", "run_attention"), ("attndiff.audio.train", "run_audio"),
+JOBS = [("attndiff.jobs.train", "run_train"), ("attndiff.jobs.sfbd", "run_sfbd"),
+        ("attndiff.jobs.sfbd_baselines", "run_baseline"), ("attndiff.jobs.spd", "run_spd"),
+        ("attndiff.jobs.attention", "run_attention"), ("attndiff.jobs.audio", "run_audio"),
         ("attndiff.data.audio", "prepare")]
 
 

@@ -1,6 +1,6 @@
 """attndiff: SFBD, structure-preserving diffusion, attention dynamics and CAB-CNN on a shared core."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 class UserError(ValueError):

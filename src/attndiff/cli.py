@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from attndiff import UserError, __version__
+from attndiff import UserError, __version__, config
 
 EPILOG = "Config values can be overridden with --set section.key=value (repeatable), e.g. --set train.steps=200."
 
@@ -21,24 +21,32 @@ def _add_config_args(p: argparse.ArgumentParser, default: str | None) -> None:
                    help="override one config value, e.g. --set train.steps=200 (repeatable)")
 
 
-def cmd_train(args) -> int:
-    from attndiff import config
-    from attndiff.diffusion.job import TrainJobConfig, run_train
+class Renamed(argparse.Action):
+    """A flag that was renamed: using it is one error line that names the new spelling."""
 
-    cfg = config.load(TrainJobConfig, args.config, args.overrides)
-    run_train(cfg)
+    def __init__(self, option_strings, dest, *, new: str, **kwargs):
+        super().__init__(option_strings, dest, nargs=kwargs.pop("nargs", 0), help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UserError(f"{option_string} was renamed: use {self.new}")
+
+
+def cmd_train(args) -> int:
+    from attndiff.jobs.train import TrainJobConfig, run_train
+
+    run_train(config.load(TrainJobConfig, args.config, args.overrides))
     return 0
 
 
 def cmd_sfbd(args) -> int:
-    from attndiff import config
-    from attndiff.sfbd.loop import SFBDJobConfig, run_sfbd
+    from attndiff.jobs.sfbd import SFBDJobConfig, run_sfbd
 
     cfg = config.load(SFBDJobConfig, args.config, args.overrides)
     if args.sfbd_command == "run":
         run_sfbd(cfg)
     else:
-        from attndiff.sfbd.baselines import run_baseline
+        from attndiff.jobs.sfbd_baselines import run_baseline
 
         run_baseline(cfg, args.kind)
     return 0
@@ -46,14 +54,13 @@ def cmd_sfbd(args) -> int:
 
 def cmd_spd(args) -> int:
     if args.spd_command == "denoise":
-        from attndiff.symmetry.denoise import run_denoise
+        from attndiff.jobs.spd import run_denoise
 
-        run_denoise(args.images, args.model, sigma=args.sigma, out=args.out, group=args.group, ode=args.ode,
-                    add_noise=args.add_noise, steps=args.steps, seed=args.seed, device=args.device,
-                    precision=args.precision)
+        run_denoise(args.images, args.model, sigma=args.sigma, out=args.out, group=args.group,
+                    stochastic=args.stochastic, add_noise=args.add_noise, steps=args.steps, seed=args.seed,
+                    device=args.device, precision=args.precision)
         return 0
-    from attndiff import config
-    from attndiff.symmetry.job import SPDJobConfig, run_spd
+    from attndiff.jobs.spd import SPDJobConfig, run_spd
 
     overrides = list(args.overrides)
     overrides += [f"symmetry.group={args.group}"] if args.group else []
@@ -66,13 +73,14 @@ def cmd_spd(args) -> int:
 
 
 def cmd_attention(args) -> int:
-    from attndiff import config
-    from attndiff.attention.job import AttentionJobConfig, run_attention
+    from attndiff.attention.model import ABLATIONS
+    from attndiff.jobs.attention import AttentionJobConfig, run_attention
 
     cfg = config.load(AttentionJobConfig, args.config, args.overrides)
     if args.head or args.freeze or args.train_query:  # one variant, from the flags, in its own run folder
         flags = sorted({"keys": "kf", "embeddings": "ef"}[f] for f in args.freeze)
         flags += ["qt"] if args.train_query else []
+        assert set(flags) <= set(ABLATIONS)
         variant = "-".join([args.head or cfg.model.head, *flags])
         out = cfg.out or f"runs/{cfg.run_dir.name}-{variant}"
         cfg = config.load(AttentionJobConfig, args.config, [*args.overrides, f'variants=["{variant}"]', f'out="{out}"'])
@@ -81,8 +89,7 @@ def cmd_attention(args) -> int:
 
 
 def cmd_audio(args) -> int:
-    from attndiff import config
-    from attndiff.audio.train import AudioJobConfig, run_audio
+    from attndiff.jobs.audio import AudioJobConfig, run_audio
 
     overrides = list(args.overrides)
     if args.audio_command == "prepare":
@@ -101,28 +108,10 @@ def cmd_audio(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from attndiff.data.images import to_uint8
-    from attndiff.diffusion.sampling import edm_sigmas, generate
-    from attndiff.fsutil import write_npz
-    from attndiff.report.figures import save_grid
-    from attndiff.symmetry.models import load_model
+    from attndiff.jobs.tools import sample_model
 
-    if args.n < 1 or args.steps < 1:
-        raise UserError("--n and --steps must be >= 1")
-    model = load_model(args.run, device=args.device)
-    sigmas = edm_sigmas(args.steps, model.edm.sigma_min, model.edm.sigma_max, model.edm.rho)
-    labels = None
-    if model.unet.num_classes:
-        import torch
-        labels = torch.arange(args.n) % model.unet.num_classes
-    x = generate(model.denoiser, args.n, model.image_shape, sigmas, seeds=range(args.seed, args.seed + args.n),
-                 solver=args.solver, churn=args.churn, device=args.device, class_labels=labels)
-    out = Path(args.out)
-    if out.suffix == ".png":
-        save_grid(x, out)
-    else:
-        out = write_npz(out.with_suffix(".npz"), images=to_uint8(x))
-    print(f"wrote {args.n} samples to {out}")
+    sample_model(args.run, args.out, n=args.n, steps=args.steps, stochastic=args.stochastic, churn=args.churn,
+                 seed=args.seed, device=args.device)
     return 0
 
 
@@ -147,26 +136,22 @@ def cmd_report(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from attndiff.data import images
+    from attndiff.jobs.tools import list_datasets
 
-    names = args.names or list(images.DATASETS)
-    for name in names:
-        try:
-            for split in ("train", "test"):
-                d = images.load(name, split)
-                lo, hi = d.images.min().item(), d.images.max().item()
-                print(f"{name:14s} {split:5s} {len(d):6d} images {tuple(d.shape)}  range [{lo:.2f}, {hi:.2f}]"
-                      f"  {len(d.classes)} classes")
-                if ":" in name:
-                    break
-        except UserError as e:
-            if args.names:
-                raise
-            print(f"{name:14s} unavailable: {e}")
+    list_datasets(args.names)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the lists of choices come from the registries, where they exist once
+    import attndiff.symmetry  # noqa: F401  (registers the structure-preserving recipes)
+    from attndiff import precision
+    from attndiff.attention.model import HEADS
+    from attndiff.audio.models import MODELS
+    from attndiff.diffusion import model
+    from attndiff.sfbd.baselines import BASELINES
+    from attndiff.symmetry import groups
+
     parser = argparse.ArgumentParser(
         prog="attndiff", description="SFBD, structure-preserving diffusion, attention dynamics and CAB-CNN.")
     parser.add_argument("--version", action="version", version=f"attndiff {__version__}")
@@ -192,10 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(q, "configs/sfbd/mnist-cpu.toml")
     q = sfbd.add_parser("baseline", help="a baseline at the same training compute as the SFBD run",
                         description="Train a baseline for as many steps as the SFBD run of the same config "
-                        "(train.steps + sfbd.rounds * sfbd.forward_steps) and score it the same way. Kinds: "
-                        "clean-only, noisy-only (noisy images as if clean), ambient (noisy images only at "
-                        "sigma >= sigma_zeta, clean at all levels), oracle (all images clean).", epilog=EPILOG)
-    q.add_argument("--kind", required=True, choices=["clean-only", "noisy-only", "ambient", "oracle"])
+                        "(train.steps + sfbd.rounds * sfbd.forward_steps) and score it the same way.", epilog=EPILOG)
+    q.add_argument("--kind", required=True, choices=list(BASELINES),
+                   help="; ".join(f"{k}: {b.what}" for k, b in BASELINES.items()))
     _add_config_args(q, "configs/sfbd/mnist-cpu.toml")
     p.set_defaults(func=cmd_sfbd)
 
@@ -214,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "methods of one config land side by side.",
                        epilog=EPILOG)
     _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
-    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"], help="override symmetry.group")
-    q.add_argument("--method", choices=["none", "augment", "wt", "fa", "reg"], help="override symmetry.method")
+    q.add_argument("--group", choices=groups.NAMES, help="override symmetry.group")
+    q.add_argument("--method", choices=list(model.RECIPES), help="override symmetry.method")
     q = spd.add_parser("denoise", help="orientation-free denoising of image files with a trained model",
                        description="Denoise images that carry Gaussian noise of std SIGMA (on the [-1, 1] pixel "
                        "scale) by running the model's reverse process from SIGMA to 0. With an equivariant model "
@@ -226,15 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", required=True, help="run folder or .safetensors checkpoint (any attndiff model)")
     q.add_argument("--sigma", type=float, required=True, help="noise std of the images on the [-1, 1] scale "
                    "(0.59 is about 75/255 on the 0..255 scale)")
-    q.add_argument("--group", choices=["trivial", "C4", "D4", "H", "V"],
+    q.add_argument("--group", choices=groups.NAMES,
                    help="symmetry to enforce (default: the model's own; other groups are frame-averaged)")
-    q.add_argument("--ode", action="store_true", help="deterministic probability-flow ODE (Heun) instead of the "
-                   "reverse SDE (a posterior sample)")
+    q.add_argument("--stochastic", action=argparse.BooleanOptionalAction, default=True,
+                   help="the reverse SDE, a posterior sample (default); --no-stochastic: Heun on the "
+                   "probability-flow ODE, deterministic and exactly equivariant")
+    q.add_argument("--ode", action=Renamed, new="--no-stochastic")
     q.add_argument("--add-noise", action="store_true", help="add noise of std SIGMA first (for clean images)")
     q.add_argument("--steps", type=int, default=40, help="EDM grid points before truncation at SIGMA (default 40)")
     q.add_argument("--seed", type=int, default=0, help="seed of the first image's noise (default 0)")
     q.add_argument("--device", default="cpu")
-    q.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+    q.add_argument("--precision", choices=precision.CHOICES, default="auto",
                    help="network precision (auto: bf16 where the CPU is fast at it; fp32: exact equivariance)")
     q.add_argument("--out", default="denoised", help="output folder (default ./denoised)")
     p.set_defaults(func=cmd_spd)
@@ -252,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "top-scoring word over training and a bag-of-words baseline. --head/--freeze/--train-query "
                        "run one variant (into a run folder named after it).", epilog=EPILOG)
     _add_config_args(q, "configs/attention/synthetic.toml")
-    q.add_argument("--head", choices=["fc", "tc", "tl"], help="run one variant with this classifier head")
+    q.add_argument("--head", choices=HEADS, help="run one variant with this classifier head")
     q.add_argument("--freeze", action="append", default=[], choices=["keys", "embeddings"],
                    help="freeze keys or embeddings (repeatable)")
     q.add_argument("--train-query", action="store_true", help="train the query too (frozen by default)")
@@ -273,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "selector weights per class, learning curves and parameter counts in report.html. Rerunning "
                        "continues with the unfinished (seed, fold) pairs.", epilog=EPILOG)
     _add_config_args(q, "configs/audio/spoken-digits.toml")
-    q.add_argument("--model", choices=["cabcnn", "linear", "mlp"], help="override model_kind")
+    q.add_argument("--model", choices=list(MODELS), help="override model_kind")
     q.add_argument("--seeds", type=int, help="override seeds (default from the config: 5)")
     p.set_defaults(func=cmd_audio)
 
@@ -282,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or .safetensors checkpoint")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--steps", type=int, default=18, help="EDM sigma grid points (default 18)")
-    p.add_argument("--solver", choices=["heun", "sde"], default="heun", help="reverse ODE (heun) or SDE")
+    p.add_argument("--stochastic", action="store_true", help="the reverse SDE instead of Heun on the "
+                   "probability-flow ODE")
+    p.add_argument("--solver", action=Renamed, nargs=1, new="--stochastic (the reverse SDE) or nothing (Heun)")
     p.add_argument("--churn", type=float, default=0.0, help="EDM S_churn for heun (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0, help="first per-sample seed (default 0)")
     p.add_argument("--device", default="cpu")
@@ -312,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from attndiff import distributed
 
-    args = build_parser().parse_args(argv)
     where = f"[rank {distributed.rank_from_env()}] " if distributed.launched() else ""
     try:
+        args = build_parser().parse_args(argv)
         distributed.init()  # under torchrun: join the process group
         code = args.func(args)
         distributed.barrier()  # ranks leave together: rank 0 may still be evaluating

@@ -28,6 +28,9 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
     kwargs = {}
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
+        renamed = getattr(cls, "RENAMED", {})
+        if key in renamed:
+            raise UserError(f"config key '{path}' was renamed: use {renamed[key]}")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise UserError(f"unknown config key '{path}' (known here: {known})")
@@ -75,6 +78,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise UserError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
         return value
     return value
+
+
+def check_choice(path: str, value: Any, choices) -> None:
+    """A UserError naming the key unless value is one of choices (a registry's keys)."""
+    if value not in choices:
+        raise UserError(f"config key '{path}' must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -140,14 +140,6 @@ def on_main(fn, *args, **kwargs) -> Any:
     return result
 
 
-def say(message: str) -> None:
-    """A progress message, printed once (by rank 0) and without breaking progress bars."""
-    if is_main():
-        from tqdm.auto import tqdm
-
-        tqdm.write(message)
-
-
 def wrap_ddp(net: torch.nn.Module) -> torch.nn.Module:
     """net under DistributedDataParallel when running distributed, else net itself."""
     if not active():

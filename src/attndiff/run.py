@@ -1,5 +1,9 @@
 """A run folder: config.toml (resolved), metrics.jsonl, checkpoints/, samples/, report.html.
 
+metrics.jsonl is the run's memory: every record has a `tag` (the phase or result it belongs to),
+and "is this phase done?" is a query, `run.done(tag, **where)`, never a hand-written scan. The
+jobs name their tags once, as constants beside their code.
+
 Under torchrun every rank opens the same folder, but only rank 0 writes the config and the
 metrics: the others' `write_config`, `log` and `truncate_metrics` do nothing.
 """
@@ -54,6 +58,20 @@ class Run:
             except json.JSONDecodeError:  # a line cut short by a kill: ignore it
                 continue
         return out
+
+    def find(self, tag: str | None = None, **where: Any) -> list[dict[str, Any]]:
+        """The records with this tag (any tag for None) whose fields equal `where`, in logged order."""
+        return [r for r in self.metrics()
+                if (tag is None or r.get("tag") == tag) and all(r.get(k) == v for k, v in where.items())]
+
+    def last(self, tag: str | None = None, **where: Any) -> dict[str, Any] | None:
+        """The newest matching record, or None."""
+        found = self.find(tag, **where)
+        return found[-1] if found else None
+
+    def done(self, tag: str | None = None, **where: Any) -> bool:
+        """True when a matching record was logged (a finished phase, evaluation or result)."""
+        return self.last(tag, **where) is not None
 
     def truncate_metrics(self, keep) -> None:
         """Keep only the records for which keep(record) is true (used when resuming)."""

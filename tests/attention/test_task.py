@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from attndiff import UserError
-from attndiff.attention.task import PAD, UNK, TaskConfig, build_vocab, load, read_sst, tokenize
+from attndiff.attention.task import PAD, UNK, TaskConfig, build_vocab, load, tokenize
 
 
 def test_synthetic_task_is_deterministic_and_shaped_as_the_paper():
@@ -34,15 +34,6 @@ def test_sst_format_loader_vocabulary_and_padding(tmp_path):
     assert words[:3] == ["dull", "<unk>", "<unk>"]  # the vocabulary comes from train only
     assert (test_tokens[0, 3:] == PAD).all() and corpus.tokens.shape[1] == 5
     assert corpus.mask.sum().item() == 5 + 3 + 1 + 3
-
-
-@pytest.mark.parametrize("text,message", [("", "has no sentences"), ("x good film\n", "label 0..4"),
-                                          ("7 good film\n", "label 0..4"), ("1\n", "has no sentence")])
-def test_sst_format_errors_name_the_line(tmp_path, text, message):
-    path = tmp_path / "bad.txt"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message):
-        read_sst(path)
 
 
 def test_missing_sst_data_and_unknown_task_are_clear(tmp_path):

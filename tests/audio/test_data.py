@@ -8,7 +8,8 @@ import soundfile
 import torch
 
 from attndiff import UserError
-from attndiff.data.audio import AudioConfig, generation_plan, load, read_audio, stratified_folds
+from attndiff.data.audio import AudioConfig, generation_plan, load
+from attndiff.data.audio_io import read_audio, stratified_folds
 
 
 def tone(freq, rate=8000, seconds=0.5, channels=1):
@@ -33,18 +34,18 @@ def test_class_folder_loader_and_its_errors(tmp_path):
         (tmp_path / c).mkdir()
         for i in range(5):
             soundfile.write(tmp_path / c / f"{i}.flac", tone(f + 10 * i), 8000)
-    data = load(AudioConfig(name=f"folder:{tmp_path}", sample_rate=8000, duration=0.5, folds=5))
+    data = load(f"folder:{tmp_path}", options=AudioConfig(sample_rate=8000, duration=0.5, folds=5))
     assert data.classes == ("high", "low") and len(data) == 10 and data.waves.shape == (10, 4000)
     assert sorted(data.test_folds) == [1, 2, 3, 4, 5]
     for _, train, test in data.splits():  # stratified: one clip of each class in each fold
         assert sorted(data.labels[test].tolist()) == [0, 1] and len(train) == 8
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="class folder .*empty has no audio files"):
-        load(AudioConfig(name=f"folder:{tmp_path}", sample_rate=8000))
+        load(f"folder:{tmp_path}", options=AudioConfig(sample_rate=8000))
     shutil.rmtree(tmp_path / "empty")
     (tmp_path / "low" / "bad.wav").write_bytes(b"RIFF not really a wav")
     with pytest.raises(UserError, match="cannot read audio file .*bad.wav"):
-        load(AudioConfig(name=f"folder:{tmp_path}", sample_rate=8000))
+        load(f"folder:{tmp_path}", options=AudioConfig(sample_rate=8000))
 
 
 def test_esc50_and_urbansound8k_loaders_use_their_folds(tmp_path):
@@ -56,7 +57,7 @@ def test_esc50_and_urbansound8k_loaders_use_their_folds(tmp_path):
         soundfile.write(esc / "audio" / f"{i}.wav", tone(300 + 100 * i), 8000)
         rows.append(f"{i}.wav,{i % 3 + 1},{i % 2},{'dog' if i % 2 == 0 else 'rain'},False,{i},A")
     (esc / "meta" / "esc50.csv").write_text("\n".join(rows))
-    data = load(AudioConfig(name=f"esc50:{esc}", sample_rate=8000, duration=0.5))
+    data = load(f"esc50:{esc}", options=AudioConfig(sample_rate=8000, duration=0.5))
     assert data.classes == ("dog", "rain") and data.test_folds == (1, 2, 3)
     us = tmp_path / "us"
     rows = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
@@ -66,16 +67,18 @@ def test_esc50_and_urbansound8k_loaders_use_their_folds(tmp_path):
         rows.append(f"{i}.wav,1,0,1,1,{i % 2 + 1},{i // 2},{['siren', 'drill'][i // 2]}")
     (us / "metadata").mkdir()
     (us / "metadata" / "UrbanSound8K.csv").write_text("\n".join(rows))
-    data = load(AudioConfig(name=f"urbansound8k:{us}", sample_rate=8000, duration=0.5))
+    data = load(f"urbansound8k:{us}", options=AudioConfig(sample_rate=8000, duration=0.5))
     assert data.classes == ("siren", "drill") and data.test_folds == (1, 2)
     (us / "metadata" / "UrbanSound8K.csv").write_text("slice_file_name,fold\nx.wav,1\n")
     with pytest.raises(UserError, match="lacks the column"):
-        load(AudioConfig(name=f"urbansound8k:{us}", sample_rate=8000))
+        load(f"urbansound8k:{us}", options=AudioConfig(sample_rate=8000))
+    with pytest.raises(UserError, match="use split 'all'"):
+        data.part("test")  # two test folds: cross-validation, not one split
 
 
 def test_unknown_dataset_and_bad_values_are_clear():
     with pytest.raises(UserError, match="unknown audio dataset 'speech'"):
-        load(AudioConfig(name="speech"))
+        load("speech")
     with pytest.raises(UserError, match="sample_rate"):
         AudioConfig(sample_rate=10).validate()
 
@@ -96,10 +99,12 @@ def test_generated_sets_are_deterministic_with_disjoint_voices(tmp_path, monkeyp
     train = {p["voice"].split("+")[1] for p in plan if p["fold"] == 1}
     test = {p["voice"].split("+")[1] for p in plan if p["fold"] == 2}
     assert len(test) == 1 and not train & test
-    a = load(cfg)
+    a = load("spoken-digits", options=cfg)
     (tmp_path / "audio").rename(tmp_path / "old")  # generate again from scratch
-    b = load(cfg)
+    b = load("spoken-digits", options=cfg)
     assert torch.equal(a.waves, b.waves) and a.waves.shape == (40, 16000) and a.test_folds == (2,)
+    test_part = load("spoken-digits", "test", options=cfg)
+    assert len(test_part) == 10 and (test_part.folds == 2).all()
     accents = generation_plan("accents", AudioConfig(voices=4))
     test_sentences = {p["text"] for p in accents if p["fold"] == 2}
     assert test_sentences and not test_sentences & {p["text"] for p in accents if p["fold"] == 1}

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from attndiff.diffusion.edm import EDMConfig, Precond, append_dims, edm_loss, preconditioning
+from attndiff.diffusion.edm import Batch, EDMConfig, Precond, append_dims, edm_loss, preconditioning
 
 
 def test_preconditioning_matches_edm_table_1():
@@ -33,8 +33,8 @@ def test_precond_with_zero_network_is_c_skip_times_input():
 def test_loss_is_per_sample_and_zero_for_the_exact_denoiser_of_a_point_mass():
     x = torch.full((5, 1, 4, 4), 0.3)
     exact = lambda noisy, sigma, labels=None: torch.full_like(noisy, 0.3)  # noqa: E731
-    loss = edm_loss(exact, x, cfg=EDMConfig(), generator=torch.Generator().manual_seed(0))
+    loss = edm_loss(exact, Batch(x), cfg=EDMConfig(), generator=torch.Generator().manual_seed(0))
     assert loss.shape == (5,)
     assert loss.abs().max() < 1e-10
     wrong = lambda noisy, sigma, labels=None: torch.zeros_like(noisy)  # noqa: E731
-    assert (edm_loss(wrong, x, cfg=EDMConfig()) > 0).all()
+    assert (edm_loss(wrong, Batch(x), cfg=EDMConfig()) > 0).all()

@@ -26,26 +26,26 @@ def _moments(x):
     return x.mean(0), x.var(0)
 
 
-@pytest.mark.parametrize("solver,churn", [("heun", 0.0), ("heun", 40.0), ("sde", 0.0)])
-def test_sampling_from_noise_gives_the_data_distribution(gaussian, solver, churn):
-    steps = 64 if solver == "heun" else 200
+@pytest.mark.parametrize("stochastic,churn", [(False, 0.0), (False, 40.0), (True, 0.0)])
+def test_sampling_from_noise_gives_the_data_distribution(gaussian, stochastic, churn):
+    steps = 200 if stochastic else 64
     sigmas = edm_sigmas(steps)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(N, 1, 4, 4, generator=g) * sigmas[0]
-    out = sample(gaussian, x, sigmas, solver=solver, churn=churn, generator=g)
+    out = sample(gaussian, x, sigmas, stochastic=stochastic, churn=churn, generator=g)
     mean, var = _moments(out)
     assert (mean - gaussian.mu[0]).abs().max() < 0.04
     assert (var / gaussian.s**2 - 1).abs().max() < 0.12
 
 
-@pytest.mark.parametrize("solver", ["heun", "sde"])
-def test_sampling_from_an_intermediate_sigma_gives_the_data_marginal(gaussian, solver):
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_sampling_from_an_intermediate_sigma_gives_the_data_marginal(gaussian, stochastic):
     sigma = 0.59
     g = torch.Generator().manual_seed(2)
     x0 = gaussian.mu + gaussian.s * torch.randn(N, 1, 4, 4, generator=g)
     y = x0 + sigma * torch.randn(N, 1, 4, 4, generator=g)
-    sigmas = truncate_sigmas(edm_sigmas(40 if solver == "heun" else 400), sigma)
-    out = sample(gaussian, y, sigmas, solver=solver, generator=g)
+    sigmas = truncate_sigmas(edm_sigmas(400 if stochastic else 40), sigma)
+    out = sample(gaussian, y, sigmas, stochastic=stochastic, generator=g)
     mean, var = _moments(out)
     assert (mean - gaussian.mu[0]).abs().max() < 0.04
     assert (var / gaussian.s**2 - 1).abs().max() < 0.12
@@ -66,14 +66,14 @@ def test_ode_is_deterministic_and_sde_is_not(gaussian):
     a = sample(gaussian, x, sigmas, generator=torch.Generator().manual_seed(0))
     b = sample(gaussian, x, sigmas, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
-    c = sample(gaussian, x, sigmas, solver="sde", generator=torch.Generator().manual_seed(0))
-    d = sample(gaussian, x, sigmas, solver="sde", generator=torch.Generator().manual_seed(1))
+    c = sample(gaussian, x, sigmas, stochastic=True, generator=torch.Generator().manual_seed(0))
+    d = sample(gaussian, x, sigmas, stochastic=True, generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(c, d)
 
 
 def test_per_sample_seeds_make_results_independent_of_batch_size(gaussian):
     sigmas = edm_sigmas(8)
-    kwargs = dict(solver="sde", progress=False)
+    kwargs = dict(stochastic=True, progress=False)
     a = generate(gaussian, 10, (1, 4, 4), sigmas, batch_size=3, **kwargs)
     b = generate(gaussian, 10, (1, 4, 4), sigmas, batch_size=10, **kwargs)
     torch.testing.assert_close(a, b)
@@ -83,6 +83,6 @@ def test_per_sample_seeds_make_results_independent_of_batch_size(gaussian):
         PerSampleNoise([1, 2])(torch.zeros(3, 1))
 
 
-def test_unknown_solver_is_rejected(gaussian):
-    with pytest.raises(ValueError, match="unknown solver"):
-        sample(gaussian, torch.zeros(1, 1, 4, 4), edm_sigmas(2), solver="euler-magic")
+def test_churn_with_the_sde_is_rejected(gaussian):
+    with pytest.raises(ValueError, match="churn applies to the deterministic"):
+        sample(gaussian, torch.zeros(1, 1, 4, 4), edm_sigmas(2), stochastic=True, churn=1.0)

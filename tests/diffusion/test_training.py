@@ -5,7 +5,7 @@ import torch
 
 from attndiff import UserError, checkpoint
 from attndiff.data.images import load
-from attndiff.diffusion.edm import EDMConfig, Precond, edm_loss
+from attndiff.diffusion.edm import Batch, EDMConfig, Precond, edm_loss
 from attndiff.diffusion.training import TrainConfig, TrainState, train
 from attndiff.diffusion.unet import UNet, UNetConfig
 from attndiff.run import Run
@@ -25,7 +25,7 @@ def _state(cfg):
 def _eval_loss(net, images):
     d = Precond(net)
     with torch.no_grad():
-        return edm_loss(d, images, cfg=EDMConfig(), generator=torch.Generator().manual_seed(123)).mean().item()
+        return edm_loss(d, Batch(images), cfg=EDMConfig(), generator=torch.Generator().manual_seed(123)).mean().item()
 
 
 def test_loss_falls_on_a_tiny_dataset():
@@ -80,6 +80,34 @@ def test_a_pickle_is_not_a_checkpoint(tmp_path):
 def test_nan_loss_stops_with_a_clear_error():
     images = _images()
     cfg = TrainConfig(steps=3, batch_size=8, precision="fp32")
-    nan_loss = lambda d, x, y, g: torch.full((len(x),), float("nan"))  # noqa: E731
+    def nan_loss(denoiser, batch, *, generator):
+        return torch.full((len(batch.x),), float("nan"))
+
     with pytest.raises(UserError, match="loss became nan"):
         train(_state(cfg), images, cfg, edm=EDMConfig(), loss_fn=nan_loss)
+
+
+def test_a_checkpoint_from_before_the_seed_rule_does_not_resume(tmp_path):
+    images = _images()
+    cfg = TrainConfig(steps=2, batch_size=16, precision="fp32", checkpoint_every=1)
+    run = Run(tmp_path)
+    state = _state(cfg)
+    old_meta = {"tag": "train", "step": 1}  # no seed_rule: written by attndiff 0.1
+    checkpoint.save(run.checkpoints / checkpoint.checkpoint_name("train", 1), state.tensors(), old_meta)
+    with pytest.raises(UserError, match="older attndiff whose random streams differ"):
+        train(_state(cfg), images, cfg, edm=EDMConfig(), run=run)
+
+
+def test_extras_reach_the_loss_indexed_like_the_images():
+    images = _images()
+    index = torch.arange(len(images), dtype=torch.float32)
+    seen = []
+
+    def loss(denoiser, batch, *, generator):
+        seen.append((batch.x, batch.extras["index"]))
+        return denoiser(batch.x, 1.0).square().flatten(1).mean(1)
+
+    cfg = TrainConfig(steps=3, batch_size=16, precision="fp32")
+    train(_state(cfg), images, cfg, edm=EDMConfig(), extras={"index": index}, loss_fn=loss)
+    for x, idx in seen:
+        assert torch.equal(x, images[idx.long()])

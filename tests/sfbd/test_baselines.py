@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from attndiff import UserError
-from attndiff.diffusion.edm import EDMConfig
-from attndiff.sfbd.baselines import ambient_loss, run_baseline
-from attndiff.sfbd.loop import SFBDJobConfig
+from attndiff.diffusion.edm import Batch, EDMConfig
+from attndiff.jobs.sfbd import SFBDJobConfig
+from attndiff.jobs.sfbd_baselines import run_baseline
+from attndiff.sfbd.baselines import ambient_loss
 
 from ..conftest import GaussianDenoiser
 
@@ -20,7 +21,7 @@ def test_ambient_loss_trains_noisy_images_only_above_sigma_zeta(gaussian):
 
     x = torch.zeros(2000, 1, 4, 4)
     flags = torch.cat([torch.zeros(1000), torch.ones(1000)])
-    ambient_loss(recording, x, flags, cfg=EDMConfig(), sigma_zeta=SIGMA_ZETA,
+    ambient_loss(recording, Batch(x, extras={"noisy": flags}), cfg=EDMConfig(), sigma_zeta=SIGMA_ZETA,
                  generator=torch.Generator().manual_seed(0))
     sigma = seen[0]
     assert sigma[1000:].min() >= SIGMA_ZETA * (1 - 1e-6)
@@ -34,7 +35,7 @@ def test_the_clean_denoiser_minimises_the_ambient_loss_on_noisy_data(gaussian):
     flags = torch.ones(len(y))
 
     def loss(denoiser):
-        return ambient_loss(denoiser, y, flags, cfg=EDMConfig(), sigma_zeta=SIGMA_ZETA,
+        return ambient_loss(denoiser, Batch(y, extras={"noisy": flags}), cfg=EDMConfig(), sigma_zeta=SIGMA_ZETA,
                             generator=torch.Generator().manual_seed(2)).mean().item()
 
     exact = loss(gaussian)

@@ -22,13 +22,13 @@ def wt():
     return tiny_denoiser(16, tie=D4)
 
 
-@pytest.mark.parametrize("solver,churn", [("heun", 0.0), ("heun", 5.0), ("sde", 0.0)])
-def test_sampler_commutes_with_every_element(wt, solver, churn):
+@pytest.mark.parametrize("stochastic,churn", [(False, 0.0), (False, 5.0), (True, 0.0)])
+def test_sampler_commutes_with_every_element(wt, stochastic, churn):
     x_T = 80 * torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     sigmas = edm_sigmas(6)
-    plain = sample(wt, x_T, sigmas, solver=solver, churn=churn, noise=_noise(1))
+    plain = sample(wt, x_T, sigmas, stochastic=stochastic, churn=churn, noise=_noise(1))
     for g in D4:
-        moved = sample(wt, g(x_T), sigmas, solver=solver, churn=churn, noise=_noise(1, g))
+        moved = sample(wt, g(x_T), sigmas, stochastic=stochastic, churn=churn, noise=_noise(1, g))
         assert (moved - g(plain)).abs().max() < 1e-4 * plain.abs().max()
 
 

@@ -18,11 +18,11 @@ import dataclasses
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from attndiff import UserError
 from attndiff.attention.model import AttentionClassifier, loss_and_accuracy
-from attndiff.attention.task import PAD, Corpus
+from attndiff.attention.task import PAD, UNK, Corpus
+from attndiff.progress import bar as progress_bar
 
 
 def sen_theory(s, m, *, q_norm: float, s0: float = 0.0, v0_norm=0.0):
@@ -97,7 +97,7 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
                 snaps[key].append(value)
 
     desc = progress if isinstance(progress, str) else "gradient descent"
-    bar = tqdm(range(cfg.epochs + 1), desc=desc, unit="epoch", leave=False, disable=not progress, miniters=100)
+    bar = progress_bar(range(cfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, miniters=100)
     for epoch in bar:
         loss, acc = loss_and_accuracy(model, tokens, labels, mask)
         if not torch.isfinite(loss):
@@ -112,3 +112,18 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
     if opt is None:  # nothing trainable: one snapshot is the whole story
         snapshot(cfg.epochs, loss.item(), acc)
     return History(**{k: np.asarray(v) for k, v in snaps.items()})
+
+
+def tracked_words(corpus: Corpus, history: History, top: int) -> np.ndarray:
+    """The topic words (synthetic) or the `top` highest-scoring real words at the end."""
+    if len(corpus.topic_ids):
+        return corpus.topic_ids.numpy()
+    order = np.argsort(-history.scores[-1])
+    return np.array([w for w in order if w not in (PAD, UNK)][:top])
+
+
+def word_m(corpus: Corpus, words: np.ndarray, task_m: int) -> np.ndarray:
+    """The theory's m per word: the task's m (synthetic), else the mean sentence length minus 1."""
+    if len(corpus.topic_ids):
+        return np.full(len(words), float(task_m))
+    return corpus.word_stats[2].numpy()[words].clip(min=1.0)

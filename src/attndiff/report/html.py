@@ -44,12 +44,6 @@ def table(records: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def round_table(records: list[dict]) -> str:
-    return table(records, [("round", "round", "d"), ("fid", "FID", ".2f"), ("fid_n", "N", "d"),
-                           ("denoised_psnr", "E_k PSNR (dB)", ".2f"), ("denoised_fid", "E_k FID", ".2f"),
-                           ("images_seen", "images seen", ",d")])
-
-
 def write_report(run_dir: str | Path, *, title: str | None = None, extra_sections: list[str] = ()) -> Path:
     run = Run(run_dir)
     records = run.metrics()

@@ -1,6 +1,6 @@
 """SFBD's data: a small clean part and a large noisy part whose noise is drawn once and frozen.
 
-Each noisy image is y_i = x_i + sigma_zeta * eps_i with eps_i seeded by (seed, i), i the
+Each noisy image is y_i = x_i + sigma_zeta * eps_i with eps_i from the stream (seed, "noise", i), i the
 image's index in the source dataset: loading twice gives the same y, whatever the order or
 subset. The clean originals of the noisy images are kept apart (`originals`) for
 evaluation only; the training code is handed `clean` and `noisy` alone.
@@ -12,15 +12,15 @@ import dataclasses
 
 import torch
 
-from attndiff import UserError
+from attndiff import UserError, seeding
 from attndiff.data.images import ImageDataset
 
 
 def frozen_noise(index: torch.Tensor, shape, seed: int) -> torch.Tensor:
     """Standard normal noise of `shape` for each dataset index, the same on every call."""
-    if not 0 <= seed < 2**31:
-        raise UserError(f"noise seed must be in [0, 2^31), got {seed}")
-    draws = [torch.randn(shape, generator=torch.Generator().manual_seed((seed << 32) + int(i))) for i in index]
+    if seed < 0:
+        raise UserError(f"noise seed must be >= 0, got {seed}")
+    draws = [torch.randn(shape, generator=seeding.generator(seed, "noise", int(i))) for i in index]
     return torch.stack(draws) if draws else torch.empty(0, *shape)
 
 

@@ -9,10 +9,12 @@ All three work with any denoiser D(x, sigma, class_labels) -> x0_hat, a network 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from attndiff.diffusion.edm import EDMConfig, edm_loss, edm_noise
+from attndiff.diffusion.edm import Batch, EDMConfig, edm_loss, edm_noise
 from attndiff.symmetry.groups import Group
 
 
@@ -53,19 +55,26 @@ def equivariance_penalty(denoiser, target, group: Group, x_t: torch.Tensor, sigm
     return (denoised - target_out).square().flatten(1).mean(1)
 
 
-def regularised_loss(denoiser, target, group: Group, x: torch.Tensor, class_labels=None, *, cfg: EDMConfig,
-                     weight: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def averaged_loss(denoiser, batch: Batch, *, group: Group, cfg: EDMConfig,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sample EDM loss of the frame-averaged denoiser (FA is trained as it samples)."""
+    return edm_loss(frame_average(denoiser, group), batch, cfg=cfg, generator=generator)
+
+
+def regularised_loss(denoiser, batch: Batch, *, target, group: Group, cfg: EDMConfig, weight: float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-sample EDM loss plus `weight` times the equivariance penalty at the same noisy input."""
+    x, labels = batch.x, batch.labels
     sigma, x_t, lam = edm_noise(x, cfg, generator)
-    denoised = denoiser(x_t, sigma, class_labels)
+    denoised = denoiser(x_t, sigma, labels)
     loss = lam * (denoised - x).square().flatten(1).mean(1)
-    penalty = equivariance_penalty(denoiser, target, group, x_t, sigma, class_labels, denoised=denoised,
+    penalty = equivariance_penalty(denoiser, target, group, x_t, sigma, labels, denoised=denoised,
                                    generator=generator)
     return loss + weight * penalty
 
 
-def augmented_loss(denoiser, group: Group, x: torch.Tensor, class_labels=None, *, cfg: EDMConfig,
+def augmented_loss(denoiser, batch: Batch, *, group: Group, cfg: EDMConfig,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """EDM loss on each sample transformed by a random group element (data augmentation)."""
-    x = group.apply_each(x, group.random_indices(len(x), generator))
-    return edm_loss(denoiser, x, class_labels, cfg=cfg, generator=generator)
+    x = group.apply_each(batch.x, group.random_indices(len(batch.x), generator))
+    return edm_loss(denoiser, dataclasses.replace(batch, x=x), cfg=cfg, generator=generator)

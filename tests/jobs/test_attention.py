@@ -67,7 +67,7 @@ def test_bad_variant_and_diverging_lr_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["synthetic", "ablations", "rt-polarity", "imdb"])
 def test_shipped_configs_parse(name):
     from attndiff import config
-    from attndiff.attention.job import AttentionJobConfig
+    from attndiff.jobs.attention import AttentionJobConfig
 
     cfg = config.load(AttentionJobConfig, ROOT / "configs" / "attention" / f"{name}.toml")
     assert cfg.variants and cfg.train.epochs >= 1000 or name == "imdb"

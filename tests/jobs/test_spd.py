@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from attndiff.cli import main
+from attndiff.jobs.train import load_model
 from attndiff.symmetry import groups
 from attndiff.symmetry.metrics import equivariance_error
-from attndiff.symmetry.models import load_model
 
 TINY = ["--set", "unet.channels=8", "--set", "unet.channel_mult=[1, 2]", "--set", "unet.attn_levels=[1]",
         "--set", "data.limit=64", "--set", "train.steps=4", "--set", "train.batch_size=8",
@@ -58,7 +58,7 @@ def test_denoise_cli_is_orientation_free(tmp_path, capsys):
     noisy = (digit + 0.4 * torch.randn(digit.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     _write_png(tmp_path / "a.png", noisy[0])
     _write_png(tmp_path / "b.png", torch.rot90(noisy[0], 1, (-2, -1)))
-    args = ["spd", "denoise", "--model", str(model), "--sigma", "0.4", "--ode", "--steps", "10",
+    args = ["spd", "denoise", "--model", str(model), "--sigma", "0.4", "--no-stochastic", "--steps", "10",
             "--precision", "fp32", "--out", str(tmp_path / "out")]
     assert main([*args, str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 0
     a = np.asarray(Image.open(tmp_path / "out" / "a-denoised.png"), dtype=np.int16)
@@ -68,8 +68,8 @@ def test_denoise_cli_is_orientation_free(tmp_path, capsys):
     assert (tmp_path / "out" / "comparison.png").exists()
     # a plain model is frame-averaged over the requested group
     plain = _train(tmp_path, "none")
-    assert main(["spd", "denoise", "--model", str(plain), "--group", "C4", "--sigma", "0.4", "--ode", "--steps", "5",
-                 "--precision", "fp32", "--out", str(tmp_path / "out2"), str(tmp_path / "a.png")]) == 0
+    assert main(["spd", "denoise", "--model", str(plain), "--group", "C4", "--sigma", "0.4", "--no-stochastic",
+                 "--steps", "5", "--precision", "fp32", "--out", str(tmp_path / "out2"), str(tmp_path / "a.png")]) == 0
     assert "group C4" in (tmp_path / "out2" / "denoise.txt").read_text()
 
 

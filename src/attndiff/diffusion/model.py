@@ -1,0 +1,104 @@
+"""Model recipes: how one kind of diffusion model is built, trained and sampled.
+
+A recipe is a typed registry entry with three parts over the shared core:
+
+    build(unet, shape, options) -> net          the raw network F (a UNet, or a constrained one)
+    loss(edm, options, target) -> Loss          its training loss; `target` is the EMA denoiser
+    sampler(denoiser, options) -> denoiser      the denoiser it samples and denoises with
+
+`options` are the recipe's own settings (the [symmetry] section for the structure-preserving
+recipes), opaque to the core. The core registers the plain EDM recipe, "none"; the symmetry
+package registers augment, wt, fa and reg when it is imported. A job asks `ModelSpec` for the
+network, loss and sampling denoiser of its config and never needs to know which recipe it has:
+that is how SFBD trains equivariant models without importing the symmetry package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from attndiff import UserError
+from attndiff.diffusion.edm import EDMConfig, Loss, Precond, edm_loss
+from attndiff.diffusion.unet import UNet, UNetConfig
+from attndiff.precision import autocast_dtype
+
+Shape = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    equivariant: bool  # its sampling denoiser is exactly equivariant under the options' group
+    build: Callable[[UNetConfig, Shape, Any], nn.Module]
+    loss: Callable[[EDMConfig, Any, Callable | None], Loss]
+    sampler: Callable[[Callable, Any], Callable]
+    edm_loss: bool = True  # trains with the plain EDM loss (so a job may swap in another loss, e.g. ambient)
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    if recipe.name in RECIPES:
+        raise ValueError(f"a recipe named {recipe.name!r} is already registered")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise UserError(f"unknown model method {name!r} (known: {', '.join(RECIPES)})")
+    return RECIPES[name]
+
+
+def unet(cfg: UNetConfig, shape: Shape) -> UNet:
+    """The plain UNet for images of `shape` (C, H, W); they must be square."""
+    c, h, w = shape
+    if h != w:
+        raise UserError(f"images must be square, got {h}x{w}")
+    return UNet(cfg, c, h)
+
+
+register(Recipe("none", equivariant=False, build=lambda cfg, shape, options: unet(cfg, shape),
+                loss=lambda edm, options, target: functools.partial(edm_loss, cfg=edm),
+                sampler=lambda denoiser, options: denoiser))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything that makes a network of a config into a trained and sampled diffusion model."""
+
+    recipe: Recipe
+    options: Any
+    unet: UNetConfig
+    edm: EDMConfig
+    shape: Shape
+    precision: str = "auto"
+    device: str = "cpu"
+
+    def new_net(self) -> nn.Module:
+        return self.recipe.build(self.unet, self.shape, self.options).to(self.device)
+
+    def denoiser(self, net: nn.Module) -> Precond:
+        """The raw network as an EDM denoiser, in the spec's precision on its device."""
+        return Precond(net, self.edm.sigma_data, autocast_dtype(self.precision, self.device))
+
+    def sampling_denoiser(self, net: nn.Module):
+        """The denoiser the recipe samples and denoises with (e.g. frame-averaged)."""
+        return self.recipe.sampler(self.denoiser(net), self.options)
+
+    def loss(self, ema: nn.Module | None = None) -> Loss:
+        """The recipe's training loss; `ema` is the EMA network some recipes regularise against."""
+        return self.recipe.loss(self.edm, self.options, self.denoiser(ema) if ema is not None else None)
+
+
+def load_weights(net: nn.Module, tensors: dict[str, torch.Tensor], *, use_ema: bool = True) -> nn.Module:
+    """Load a training checkpoint's EMA (or raw) weights into `net`."""
+    prefix = "ema." if use_ema else "net."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return net

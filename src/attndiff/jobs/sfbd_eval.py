@@ -1,0 +1,93 @@
+"""What an SFBD run measures after each round, and its report sections."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from attndiff import distributed, progress, seeding
+from attndiff.diffusion.model import ModelSpec
+from attndiff.jobs.train import evaluate
+from attndiff.metrics import fid as fid_metric
+from attndiff.metrics.distortion import psnr
+from attndiff.report import figures
+from attndiff.report.figures import save_grid
+from attndiff.report.html import fig_tag, table
+from attndiff.run import Run
+from attndiff.sfbd.noisy import NoisySplit
+
+SAMPLES = "sfbd"  # the tag of the sample evaluations ...
+EVAL = f"{SAMPLES}-eval"  # ... and of their records (one per round)
+
+
+class Evaluator:
+    """Everything measured after a round; needs the held-back originals, which training never sees.
+
+    sample, fid: the job's [sample] and [fid] sections; `dataset` names the FID reference;
+    `denoised_fid_n` and `seed` fix the subset of the denoised set that is scored;
+    `batch_size` turns steps into images seen.
+    """
+
+    def __init__(self, spec: ModelSpec, split: NoisySplit, run: Run, *, sample, fid, dataset: str,
+                 denoised_fid_n: int, seed: int, batch_size: int):
+        self.spec, self.split, self.run = spec, split, run
+        self.sample, self.fid, self.dataset, self.batch_size = sample, fid, dataset, batch_size
+        self.denoised_fid_n = denoised_fid_n
+        n = min(denoised_fid_n, len(split.noisy))
+        perm = torch.randperm(len(split.noisy), generator=seeding.generator(seed, "denoised-fid-subset"))
+        self.subset = perm[:n].sort().values if n >= 2 else perm[:8].sort().values
+        self._original_features = None
+
+    def original_features(self) -> np.ndarray:
+        if self._original_features is None:
+            self._original_features = fid_metric.features(self.split.originals.images[self.subset],
+                                                          progress="original features")
+        return self._original_features
+
+    def denoised_metrics(self, denoised: torch.Tensor) -> dict:
+        out = {"denoised_psnr": psnr(denoised, self.split.originals.images).mean().item()}
+        if self.denoised_fid_n >= 2:
+            feats = fid_metric.features(denoised[self.subset].clamp(-1, 1), progress="denoised features")
+            out["denoised_fid"] = fid_metric.fid_from_features(feats, self.original_features())
+            out["denoised_fid_n"] = len(self.subset)
+        return out
+
+    def __call__(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
+        """The round-k record, measured by rank 0 and handed to every rank (the stopping rule needs it)."""
+        return distributed.on_main(self._evaluate, k, ema, denoised, step)
+
+    def _evaluate(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
+        record = self.run.last(EVAL, round=k)
+        if record is not None:  # a killed run finished this evaluation
+            return record
+        idx = self.subset[:8]
+        triplets = torch.cat([self.split.originals.images[idx], self.split.noisy[idx].clamp(-1, 1),
+                              denoised[idx].clamp(-1, 1)])
+        save_grid(triplets, self.run.samples / f"triplets-round{k}.png", nrow=len(idx))
+        extra = {"round": k, "images_seen": step * self.batch_size, **self.denoised_metrics(denoised)}
+        record = evaluate(self.spec.sampling_denoiser(ema), self.spec, self.run, self.sample, self.fid,
+                          fid_dataset=self.dataset, tag=SAMPLES, step=k, extra=extra)
+        progress.say(f"round {k}: denoised-set PSNR {record['denoised_psnr']:.2f} dB"
+                     + (f", denoised-set FID {record['denoised_fid']:.2f}" if "denoised_fid" in record else ""))
+        return record
+
+
+def round_table(records: list[dict]) -> str:
+    return table(records, [("round", "round", "d"), ("fid", "FID", ".2f"), ("fid_n", "N", "d"),
+                           ("denoised_psnr", "E_k PSNR (dB)", ".2f"), ("denoised_fid", "E_k FID", ".2f"),
+                           ("images_seen", "images seen", ",d")])
+
+
+def sfbd_sections(run: Run) -> list[str]:
+    """Report sections of an SFBD run: metrics per round and the round curves."""
+    rounds = run.find(EVAL)
+    if not rounds:
+        return []
+    parts = ["<h2>SFBD rounds</h2>", round_table(rounds)]
+    for key, title in (("fid", "FID of model samples (round 0 = pretrained on clean only)"),
+                       ("denoised_psnr", "PSNR of the denoised set E_k (dB; round 0 = the noisy set)"),
+                       ("denoised_fid", "FID of E_k against its clean originals")):
+        fig = figures.curves(rounds, key, x="round", by="tag", title=title)
+        if fig is not None:
+            parts.append(fig_tag(fig, title))
+    return parts
