@@ -144,7 +144,7 @@ def backward_round(spec: ModelSpec, s: SFBDConfig, split: NoisySplit, ema, run: 
         seconds = time.perf_counter() - t0
         run.log({"tag": BACKWARD, "round": k, "images": computed, "seconds": round(seconds, 2),
                  "images_per_s": computed / seconds, "ranks": distributed.world_size()})
-    return torch.cat([chunks.get(a) if a in chunks else _chunk_written(folder, a, split.noisy_index[a:a + s.chunk])
+    return torch.cat([chunks[a] if a in chunks else _chunk_written(folder, a, split.noisy_index[a:a + s.chunk])
                       for a in starts])
 
 
