@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -26,15 +28,29 @@ def median_time(fn, repeats: int) -> float:
 
 
 def machine() -> dict:
+    """The machine a result was measured on: CPU model, its bf16 features, threads, torch."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                     model)
+        flags = " ".join(f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f" {f}" in info)
+    except OSError:
+        pass
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": model, "cpu_flags": flags}
+
+
+def command_line() -> str:
+    """The command that reproduces a result: this script and its arguments as given."""
+    return " ".join(["python", *(shlex.quote(a) for a in sys.argv)])
 
 
 def save_results(name: str, results: dict, table: str) -> None:
     """Write results/<name>.json and replace the <name> section of benchmarks/README.md (atomically)."""
     out = HERE / "results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
-    write_text(out, json.dumps({"machine": machine(), **results}, indent=2) + "\n")
+    write_text(out, json.dumps({"machine": machine(), "command": command_line(), **results}, indent=2) + "\n")
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

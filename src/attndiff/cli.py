@@ -57,7 +57,8 @@ def cmd_spd(args) -> int:
         from attndiff.jobs.spd import run_denoise
 
         run_denoise(args.images, args.model, sigma=args.sigma, out=args.out, group=args.group,
-                    stochastic=args.stochastic, add_noise=args.add_noise, steps=args.steps, seed=args.seed,
+                    stochastic=args.stochastic, scheme=args.scheme, add_noise=args.add_noise, steps=args.steps,
+                    seed=args.seed,
                     device=args.device, precision=args.precision)
         return 0
     from attndiff.jobs.spd import SPDJobConfig, run_spd
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     from attndiff.attention.model import HEADS
     from attndiff.audio.models import MODELS
     from attndiff.diffusion import model
+    from attndiff.diffusion.sampling import SDE_SCHEMES
     from attndiff.sfbd.baselines import BASELINES
     from attndiff.symmetry import groups
 
@@ -217,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "probability-flow ODE, deterministic and exactly equivariant")
     q.add_argument("--ode", action=Renamed, new="--no-stochastic")
     q.add_argument("--add-noise", action="store_true", help="add noise of std SIGMA first (for clean images)")
-    q.add_argument("--steps", type=int, default=40, help="EDM grid points before truncation at SIGMA (default 40)")
+    q.add_argument("--steps", type=int, default=15, help="grid points from SIGMA down (default 15)")
+    q.add_argument("--scheme", choices=list(SDE_SCHEMES), default="ancestral-2m",
+                   help="the reverse SDE's scheme (default ancestral-2m: a posterior sample at 15 steps)")
     q.add_argument("--seed", type=int, default=0, help="seed of the first image's noise (default 0)")
     q.add_argument("--device", default="cpu")
     q.add_argument("--precision", choices=precision.CHOICES, default="auto",

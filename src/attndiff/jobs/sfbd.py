@@ -24,8 +24,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from attndiff import UserError, checkpoint, distributed, progress, seeding
+from attndiff import UserError, checkpoint, config, distributed, progress, seeding
 from attndiff.diffusion.model import ModelSpec
+from attndiff.diffusion.sampling import GRIDS, SDE_SCHEMES
 from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
@@ -54,7 +55,9 @@ class SFBDConfig:
     forward_steps: int = 300  # fine-tuning steps per round (batch size and lr from [train])
     forward_warmup_steps: int = 20
     forward_data: Literal["clean+denoised", "denoised"] = "clean+denoised"  # released code / paper pseudocode
-    backward_steps: int = 40  # points of the EDM grid before truncation at sigma_zeta (authors: 40)
+    backward_steps: int = 15  # points of the backward grid (below: from sigma_zeta down; the authors: 40, truncated)
+    backward_grid: str = "below"  # below (every step under sigma_zeta) or truncated (the authors' EDM grid)
+    backward_scheme: str = "ancestral-2m"  # the SDE scheme: ancestral-2m, ancestral (first order) or heun
     stochastic: bool = True  # reverse SDE (the paper); false: probability-flow ODE with Heun (released code)
     backward_batch: int = 250
     chunk: int = 1000  # images per incrementally written file of the denoised set
@@ -74,6 +77,8 @@ class SFBDConfig:
                 raise UserError(f"sfbd.{name} must be positive, got {getattr(self, name)}")
         if self.backward_steps < 2:
             raise UserError(f"sfbd.backward_steps must be >= 2, got {self.backward_steps}")
+        config.check_choice("sfbd.backward_grid", self.backward_grid, GRIDS)
+        config.check_choice("sfbd.backward_scheme", self.backward_scheme, SDE_SCHEMES)
         if self.noise_seed < 0:
             raise UserError(f"sfbd.noise_seed must be >= 0, got {self.noise_seed}")
 
@@ -130,8 +135,8 @@ def backward_round(spec: ModelSpec, s: SFBDConfig, split: NoisySplit, ema, run: 
             if chunk is None:
                 seeds = [seeding.derive(s.noise_seed, "backward", k, int(i)) for i in index]
                 chunk = backward(denoiser, split.noisy[start:stop], s.sigma_zeta, steps=s.backward_steps,
-                                 stochastic=s.stochastic, seeds=seeds, edm=spec.edm, batch_size=s.backward_batch,
-                                 device=spec.device)
+                                 grid=s.backward_grid, stochastic=s.stochastic, scheme=s.backward_scheme, seeds=seeds,
+                                 edm=spec.edm, batch_size=s.backward_batch, device=spec.device)
                 write_npz(folder / f"{start:08d}.npz", denoised=chunk.numpy(), index=np.asarray(index))
                 computed += stop - start
             chunks[start] = chunk

@@ -113,7 +113,8 @@ def fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def run_denoise(paths: list[str], model_path: str, *, sigma: float, out: str, group: str | None = None,
-                stochastic: bool = True, add_noise: bool = False, steps: int = 40, seed: int = 0,
+                stochastic: bool = True, scheme: str = "ancestral-2m", add_noise: bool = False, steps: int = 15,
+                seed: int = 0,
                 device: str = "cpu", precision: str = "auto") -> Path:
     """Denoise image files; writes <stem>-denoised.png for each and comparison.png (input | output rows)."""
     if sigma <= 0 or steps < 1 or seed < 0:
@@ -130,14 +131,15 @@ def run_denoise(paths: list[str], model_path: str, *, sigma: float, out: str, gr
     denoiser, group_name = equivariant_denoiser(loaded.denoiser, equivariant_under=loaded.equivariant_under,
                                                 group_name=group)
     seeds = [seeding.derive(seed, "denoise", i) for i in range(len(x))]
-    result = denoise(denoiser, x, sigma, steps=steps, stochastic=stochastic, seeds=seeds, edm=loaded.spec.edm,
-                     device=device, progress="denoising")
+    result = denoise(denoiser, x, sigma, steps=steps, stochastic=stochastic, scheme=scheme, seeds=seeds,
+                     edm=loaded.spec.edm, device=device, progress="denoising")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for f, img in zip(files, result):
         save_grid(img[None], folder / f"{f.stem}-denoised.png", nrow=1, scale=1, pad=0)
     save_grid(torch.cat([x.clamp(-1, 1), result]), folder / "comparison.png", nrow=len(x))
-    write_text(folder / "denoise.txt", f"model {model_path}\ngroup {group_name}\nsigma {sigma}\n"
-               f"solver {'sde' if stochastic else 'ode (heun)'}\nsteps {steps}\nseed {seed}\nadded noise {add_noise}\n")
+    solver = f"sde ({scheme})" if stochastic else "ode (heun)"
+    write_text(folder / "denoise.txt", f"model {model_path}\ngroup {group_name}\nsigma {sigma}\nsolver {solver}\n"
+               f"steps {steps}\nseed {seed}\nadded noise {add_noise}\n")
     progress.say(f"denoised {len(x)} image(s) with group {group_name} -> {folder}")
     return folder
