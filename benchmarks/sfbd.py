@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results  # noqa: E402
+from common import command_line, save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.jobs.sfbd import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
@@ -119,8 +119,7 @@ def main():
                          + " | ".join(f"{r:.1%}" for r in rates) + " |")
 
     first = results["runs"][0]
-    command = " ".join(["python benchmarks/sfbd.py --config", args.config, "--fractions", *map(str, args.fractions),
-                        *(f"--set {o}" for o in args.overrides)])
+    command = command_line()
     table = f"""`{command}`:
 sigma_zeta {first['sigma_zeta']}, FID against {first['fid_n']} test images (N = {first['fid_n']} samples,
 same seeds everywhere), every model trained for {first['total_steps']} steps. The oracle (every training image

