@@ -4,7 +4,9 @@ Every dataset has a stable name: `mnist`, `fashion-mnist`, `emoji`, `digits`,
 `folder:PATH` and `npz:PATH`, plus the symmetric variants of the structure-preserving work:
 `c4-mnist` (each MNIST image turned by a seeded random multiple of 90 degrees), `d4-emoji`
 (each emoji turned and mirrored at random) and `binary-mnist` (upright MNIST thresholded to
-{-1, 1}: the single-orientation toy set, 512 images with `limit = 512`).
+{-1, 1}: the single-orientation toy set, 512 images with `limit = 512`), and the Gaussian
+mixtures of the exact testbed, `gmm-2d` and `gmm-32d` (vectors stored as (N, D, 1, 1), with a
+known density: attndiff.data.mixtures).
 
 Nothing is downloaded: each source is a file that a registry package installs (see
 `make setup`) or that the user brings.
@@ -25,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from attndiff import UserError
+from attndiff.data import mixtures
 from attndiff.data.arrays import ImageDataset, images_from_array, resize, to_uint8, to_unit_range  # noqa: F401
 from attndiff.paths import cache_dir, package_file
 
@@ -269,10 +272,12 @@ def load(name: str, split: str = "train", *, resolution: int | None = None) -> I
     kind, sep, arg = name.partition(":")
     if sep and kind in USER_SOURCES:
         data = USER_SOURCES[kind](Path(arg).expanduser())
+    elif name in mixtures.MIXTURES:
+        return mixtures.load(name, split)
     elif name in DATASETS:
         data = DATASETS[name](split)
     else:
-        known = ", ".join(list(DATASETS) + [f"{k}:PATH" for k in USER_SOURCES])
+        known = ", ".join(list(DATASETS) + list(mixtures.MIXTURES) + [f"{k}:PATH" for k in USER_SOURCES])
         raise UserError(f"unknown dataset '{name}' (known: {known})")
     if resolution is not None and resolution != data.shape[-1]:
         data = dataclasses.replace(data, images=resize(data.images, resolution))

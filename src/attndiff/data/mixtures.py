@@ -87,3 +87,42 @@ def two_modes(separation: float = 1.2, std: float = 0.15, weight: float = 0.5) -
     """A one-dimensional pixel prior with modes at +-separation/2 (a near-binary pixel)."""
     return GaussianMixture(torch.tensor([[-separation / 2], [separation / 2]]), torch.tensor([std, std]),
                            torch.tensor([weight, 1 - weight]))
+
+
+def _ring_2d() -> GaussianMixture:
+    """Eight modes on a circle of radius 0.8 with unequal weights (1 to 8): mode coverage shows."""
+    angles = torch.arange(8) * (2 * math.pi / 8)
+    means = 0.8 * torch.stack([angles.cos(), angles.sin()], 1)
+    weights = torch.arange(1, 9, dtype=torch.float32)
+    return GaussianMixture(means, torch.full((8,), 0.08), weights / weights.sum())
+
+
+def _random_32d() -> GaussianMixture:
+    """Eight modes at seeded random points of norm 2 in 32 dimensions (per-coordinate scale about 0.36)."""
+    g = torch.Generator().manual_seed(32)
+    means = torch.randn(8, 32, generator=g)
+    means = 2 * means / means.norm(dim=1, keepdim=True)
+    weights = torch.arange(1, 9, dtype=torch.float32)
+    return GaussianMixture(means, torch.full((8,), 0.15), weights / weights.sum())
+
+
+MIXTURES = {"gmm-2d": _ring_2d, "gmm-32d": _random_32d}
+SPLIT_SIZES = {"train": 20000, "test": 10000}
+
+
+def mixture(name: str) -> GaussianMixture:
+    if name not in MIXTURES:
+        raise UserError(f"unknown mixture {name!r} (known: {', '.join(MIXTURES)})")
+    return MIXTURES[name]()
+
+
+def load(name: str, split: str = "train"):
+    """A mixture dataset: seeded draws stored as vectors (N, D, 1, 1), labelled by their component."""
+    from attndiff import seeding
+    from attndiff.data.arrays import ImageDataset
+
+    if split not in SPLIT_SIZES:
+        raise UserError(f"mixture dataset {name} has splits {', '.join(SPLIT_SIZES)}, not {split!r}")
+    mix = mixture(name)
+    x, component = mix.sample(SPLIT_SIZES[split], seeding.generator(0, name, split))
+    return ImageDataset(name, x[:, :, None, None], component, tuple(f"mode{k}" for k in range(len(mix.weights))))

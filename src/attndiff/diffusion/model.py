@@ -24,6 +24,7 @@ from torch import nn
 
 from attndiff import UserError
 from attndiff.diffusion.edm import EDMConfig, Loss, Precond, edm_loss
+from attndiff.diffusion.mlp import MLP
 from attndiff.diffusion.unet import UNet, UNetConfig
 from attndiff.precision import autocast_dtype
 
@@ -56,15 +57,18 @@ def recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def unet(cfg: UNetConfig, shape: Shape) -> UNet:
-    """The plain UNet for images of `shape` (C, H, W); they must be square."""
+def network(cfg: UNetConfig, shape: Shape) -> nn.Module:
+    """The plain network for data of `shape`: the UNet for square images (C, H, W), a residual MLP
+    for vectors stored as (D, 1, 1) (the exact testbed's mixtures)."""
     c, h, w = shape
+    if (h, w) == (1, 1):
+        return MLP(cfg, c)
     if h != w:
         raise UserError(f"images must be square, got {h}x{w}")
     return UNet(cfg, c, h)
 
 
-register(Recipe("none", equivariant=False, build=lambda cfg, shape, options: unet(cfg, shape),
+register(Recipe("none", equivariant=False, build=lambda cfg, shape, options: network(cfg, shape),
                 loss=lambda edm, options, target: functools.partial(edm_loss, cfg=edm),
                 sampler=lambda denoiser, options: denoiser))
 

@@ -69,7 +69,7 @@ def run_spd(cfg: SPDJobConfig) -> Path:
     job, cfg, spec = start(cfg, data.shape)
     s, group = cfg.symmetry, spec.options.group
     net = spec.new_net()
-    plain, params = count_parameters(model.unet(cfg.unet, data.shape)), count_parameters(net)
+    plain, params = count_parameters(model.network(cfg.unet, data.shape)), count_parameters(net)
     progress.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; method {s.method}, "
                  f"group {group.name}; UNet {params / 1e6:.3f}M parameters (plain {plain / 1e6:.3f}M); "
                  f"run folder {job.path}")

@@ -22,6 +22,7 @@ from attndiff.diffusion.training import TrainConfig, TrainState, train
 from attndiff.diffusion.unet import UNetConfig, count_parameters
 from attndiff.fsutil import write_npz
 from attndiff.jobs.common import Job
+from attndiff.jobs.exact import evaluate_exact, is_exact
 from attndiff.metrics import fid as fid_metric
 from attndiff.report.figures import save_grid
 from attndiff.symmetry.recipes import SymmetryConfig, resolve
@@ -115,7 +116,8 @@ def evaluate(denoiser, spec: ModelSpec, run, sample: SampleConfig, fid: FIDConfi
     """Sample grid, then FID on fid.n samples; logs and returns the metrics (plus `extra` fields).
 
     All max(grid, fid.n) samples are kept in samples/<tag>-samples.npz (uint8); the record's tag
-    is `<tag>-eval`.
+    is `<tag>-eval`. On the exact testbed's mixtures the samples are scored against the truth
+    instead (jobs.exact).
     """
     e = spec.edm
     sigmas = edm_sigmas(sample.steps, e.sigma_min, e.sigma_max, e.rho)
@@ -125,6 +127,8 @@ def evaluate(denoiser, spec: ModelSpec, run, sample: SampleConfig, fid: FIDConfi
     labels = torch.arange(n) % classes if classes else None  # class-conditional models: classes in turn
     samples = generate(denoiser, n, spec.shape, sigmas, class_labels=labels, stochastic=sample.stochastic,
                        churn=sample.churn, batch_size=sample.batch_size, device=spec.device)
+    if is_exact(fid_dataset):  # data with a known density: distances to the truth instead of FID
+        return evaluate_exact(samples, fid_dataset, run, tag=tag, step=step, extra=extra)
     save_grid(samples[:sample.grid], run.samples / f"{tag}-{step:08d}.png")
     record = {"tag": f"{tag}-eval", "step": step, **(extra or {})}
     write_npz(run.samples / f"{tag}-samples.npz", images=image_data.to_uint8(samples))

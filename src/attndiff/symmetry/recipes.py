@@ -65,7 +65,7 @@ model.register(model.Recipe(
     loss=lambda edm, options, target: functools.partial(augmented_loss, group=options.group, cfg=edm),
     sampler=lambda denoiser, options: denoiser, edm_loss=False))
 model.register(model.Recipe(
-    "wt", equivariant=True, build=lambda cfg, shape, options: tie_weights(model.unet(cfg, shape), options.group),
+    "wt", equivariant=True, build=lambda cfg, shape, options: tie_weights(model.network(cfg, shape), options.group),
     loss=_plain_loss, sampler=lambda denoiser, options: denoiser))
 model.register(model.Recipe(
     "fa", equivariant=True, build=model.RECIPES["none"].build,
