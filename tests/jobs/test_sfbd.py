@@ -111,16 +111,20 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(tmp_path, monkey
 
 
 def test_every_sfbd_config_parses_and_builds():
-    from pathlib import Path
-
-    from attndiff.diffusion.unet import UNet
+    from attndiff.data.mixtures import MIXTURES, mixture
+    from attndiff.jobs.train import model_spec
 
     for path in sorted((Path(__file__).resolve().parents[2] / "configs" / "sfbd").glob("*.toml")):
         cfg = config.load(SFBDJobConfig, path)
-        channels = 1 if cfg.data.name in ("mnist", "fashion-mnist") else 3
-        resolution = cfg.data.resolution or {"mnist": 28, "fashion-mnist": 28}.get(cfg.data.name, 0) \
-            or (64 if "celeba" in cfg.name else 32)
-        assert UNet(cfg.unet, channels, resolution) is not None, path
+        if cfg.data.name in MIXTURES:
+            shape = (mixture(cfg.data.name).dim, 1, 1)
+        else:
+            channels = 1 if cfg.data.name in ("mnist", "fashion-mnist") else 3
+            resolution = cfg.data.resolution or {"mnist": 28, "fashion-mnist": 28}.get(cfg.data.name, 0) \
+                or (64 if "celeba" in cfg.name else 32)
+            shape = (channels, resolution, resolution)
+        net = model_spec(cfg, shape).new_net()
+        assert net(torch.zeros(2, *shape), torch.zeros(2)).shape == (2, *shape), path
 
 
 @pytest.mark.parametrize("method", ["wt", "fa"])

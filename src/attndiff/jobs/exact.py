@@ -32,10 +32,12 @@ def distribution_metrics(x: torch.Tensor, dataset: str) -> dict:
             **mixture_scores(x.flatten(1), mixtures.mixture(dataset)), "exact_n": len(x)}
 
 
-def scatter(x: torch.Tensor, dataset: str, path, title: str = "") -> None:
-    """The samples (first two coordinates) over the true density's contours."""
+def scatter(x: torch.Tensor, dataset: str, path=None, title: str = "", ax=None) -> None:
+    """The samples (first two coordinates) over the true density's contours, into `ax` or a file."""
     mix = mixtures.mixture(dataset)
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
     if mix.dim == 2:
         grid = torch.linspace(-1.3, 1.3, 200)
         xx, yy = torch.meshgrid(grid, grid, indexing="xy")
@@ -44,8 +46,12 @@ def scatter(x: torch.Tensor, dataset: str, path, title: str = "") -> None:
     pts = x.flatten(1)[:2000]
     ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="#4477aa")
     ax.set_title(title or dataset, fontsize=9)
+    if mix.dim == 2:
+        ax.set_xlim(-1.6, 1.6)
+        ax.set_ylim(-1.6, 1.6)
     ax.set_aspect("equal")
-    save_figure(fig, path)
+    if fig is not None:
+        save_figure(fig, path)
 
 
 def evaluate_exact(samples: torch.Tensor, dataset: str, run, *, tag: str, step: int, extra: dict | None = None) -> dict:

@@ -205,7 +205,7 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
                           denoised_fid_n=s.denoised_fid_n, seed=s.noise_seed, batch_size=cfg.train.batch_size)
     net = spec.new_net()
     progress.say(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
-                 f"{s.sigma_zeta}) from {cfg.data.name}; UNet {count_parameters(net) / 1e6:.2f}M; "
+                 f"{s.sigma_zeta}) from {cfg.data.name}; network {count_parameters(net) / 1e6:.2f}M parameters; "
                  f"run folder {job.path}")
     state = TrainState(net, cfg.train)
     train(state, split.clean.images, cfg.train, edm=cfg.edm, run=job.run, tag=PRETRAIN, loss_fn=spec.loss(state.ema),

@@ -145,7 +145,7 @@ def run_train(cfg: TrainJobConfig) -> Path:
     job, cfg, spec = start(cfg, data.shape)
     net = spec.new_net()
     progress.say(f"{cfg.name}: {len(data)} images {data.shape} from {data.name}; "
-                 f"UNet {count_parameters(net) / 1e6:.2f}M parameters; run folder {job.path}")
+                 f"network {count_parameters(net) / 1e6:.2f}M parameters; run folder {job.path}")
     state = TrainState(net, cfg.train)
     train(state, data.images, cfg.train, edm=cfg.edm, run=job.run, labels=data.labels if cfg.unet.num_classes else None,
           meta=model_meta(cfg, data.shape), device=cfg.device)
