@@ -163,8 +163,9 @@ def main():
             truth_rate = statistics.fmean(c["truth_copy_rate"] for c in cells
                                           if c["n_clean"] == n and c["sigma_zeta"] == sigma)
             lines.append(f"| {n} | {sigma:g} | " + " | ".join(row) + f" | (copies {truth_rate:.0%}) |")
+    truth_loglik = float(mixture_scores(truth(base.data.name), mixture(base.data.name))["loglik"])
     lines += ["", "Log-likelihood under the true density (higher is better; fresh truth draws score "
-              f"{float(mixture_scores(truth(base.data.name), mixture(base.data.name))['loglik']):.3f}) and mode "
+              f"{truth_loglik:.3f}) and mode "
               "coverage (total variation from the true weights), mean over seeds:", "",
               "| clean points | sigma_zeta | " + " | ".join(methods) + " |", "|---:|---:|" + "---:|" * len(methods)]
     for n in args.clean:
@@ -189,7 +190,9 @@ def main():
             f"Figures: `results/{args.name}.png` (distance against clean points), "
             f"`results/{args.name}-samples.png`.\n\n"
             + "\n".join(lines))
-    save_results(args.name, {"config": args.config, "data_scale": scale, "cells": cells, "summary": table}, text)
+    results = {"config": args.config, "data_scale": scale, "truth_loglik": truth_loglik, "cells": cells,
+               "summary": table}
+    save_results(args.name, results, text)
 
 
 if __name__ == "__main__":
