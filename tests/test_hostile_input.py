@@ -110,12 +110,23 @@ def test_broken_audio_and_metadata(tmp_path, capsys):
     ("train", "data.limit=-5", "must be >= 0"),
     ("train", "unet.channels=\"many\"", "must be int"),
     ("train", "trian.steps=3", "unknown config key 'trian'"),
+    ("sfbd", "sfbd.clean_fraction=1.0", "leaves no noisy images"),
+    ("sfbd", "sfbd.backward_scheme=\"euler\"", "must be one of"),
+    ("train", "fid.precision=\"fp16\"", "must be one of"),
 ])
 def test_out_of_range_config_values(tmp_path, capsys, command, override, message):
     args = ["sfbd", "run"] if command == "sfbd" else ["train"]
     assert main([*args, *sets(*TINY, f'out="{tmp_path / "run"}"', override)]) == 2
     one_error_line(capsys, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_binary_config_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00binary")
+    assert main(["train", "--config", str(tmp_path / "bin.toml")]) == 2
+    one_error_line(capsys, "not UTF-8 text")
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    one_error_line(capsys, "is a folder")
 
 
 class Payload:

@@ -140,6 +140,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text (a TOML file is)") from None
+    except IsADirectoryError:
+        raise UserError(f"config file {path} is a folder, not a TOML file") from None
 
 
 def load(cls: type[T], path: str | Path | None, overrides: list[str] = ()) -> T:

@@ -42,6 +42,9 @@ def make_noisy_split(data: ImageDataset, *, clean_fraction: float = 0.04, sigma_
         raise UserError(f"sigma_zeta must be > 0, got {sigma_zeta}")
     n = len(data)
     n_clean = max(1, round(clean_fraction * n))
+    if n_clean >= n:
+        raise UserError(f"clean_fraction {clean_fraction} leaves no noisy images among the {n} of {data.name}: "
+                        "SFBD needs some (use a smaller fraction, or the clean-only baseline)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     clean_index, noisy_index = perm[:n_clean].sort().values, perm[n_clean:].sort().values
     originals = data.select(noisy_index)
