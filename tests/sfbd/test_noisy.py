@@ -37,3 +37,32 @@ def test_noise_depends_on_the_image_index_not_on_the_order():
 def test_out_of_range_settings_are_user_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
         make_noisy_split(load("digits", "train"), **kwargs)
+
+
+def test_the_noise_estimate_is_exact_on_pure_noise_and_close_on_digits_at_high_noise():
+    from attndiff.sfbd.noisy import estimate_sigma
+
+    noise = torch.randn(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert estimate_sigma(0.37 * noise) == pytest.approx(0.37, rel=0.02)
+    mnist = load("mnist", "train").subset(300, 0).images
+    noisy = mnist + 0.59 * torch.randn(mnist.shape, generator=torch.Generator().manual_seed(1))
+    assert estimate_sigma(noisy) == pytest.approx(0.59, rel=0.06)  # benchmarks/noise_estimate.py: +2.6%
+    with pytest.raises(UserError, match="NaN"):
+        estimate_sigma(torch.full((2, 1, 4, 4), float("nan")))
+
+
+def test_noise_command_writes_unclipped_floats_that_estimate_noise_reads(tmp_path, capsys):
+    import numpy as np
+
+    from attndiff.cli import main
+
+    out = tmp_path / "noisy.npz"
+    assert main(["sfbd", "noise", "--data", "mnist", "--limit", "200", "--sigma", "0.59", "--out", str(out)]) == 0
+    with np.load(out) as z:
+        assert z["images"].dtype == np.float32 and z["images"].shape == (200, 1, 28, 28)
+        assert float(z["sigma_zeta"]) == 0.59 and (np.abs(z["images"]) > 1).any()  # not clipped
+    assert main(["sfbd", "estimate-noise", str(out)]) == 0
+    assert "the file records 0.59" in capsys.readouterr().out
+    np.savez(tmp_path / "u8.npz", images=np.zeros((4, 1, 8, 8), np.uint8))
+    assert main(["sfbd", "estimate-noise", str(tmp_path / "u8.npz")]) == 2
+    assert "must be stored as floats" in capsys.readouterr().err

@@ -50,3 +50,21 @@ def make_noisy_split(data: ImageDataset, *, clean_fraction: float = 0.04, sigma_
     originals = data.select(noisy_index)
     noisy = originals.images + sigma_zeta * frozen_noise(noisy_index, data.shape, seed)
     return NoisySplit(data.select(clean_index), noisy, noisy_index, originals, sigma_zeta)
+
+
+def estimate_sigma(images: torch.Tensor) -> float:
+    """The std of white Gaussian noise in images (N, C, H, W), from the images alone.
+
+    Donoho and Johnstone's estimator (1994): the median absolute value of the finest-scale
+    diagonal Haar wavelet coefficients, divided by 0.6745 (the median of |N(0, 1)|). The
+    orthonormal coefficient (a - b - c + d) / 2 of each 2x2 block has std sigma under white noise
+    and is near zero on smooth image content, and the median ignores the edges that are not.
+    """
+    if images.ndim != 4 or images.shape[-1] < 2 or images.shape[-2] < 2:
+        raise UserError(f"noise estimation needs images (N, C, H, W) of at least 2x2, got {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise UserError("noise estimation: the images contain NaN or inf")
+    h, w = images.shape[-2] // 2 * 2, images.shape[-1] // 2 * 2
+    x = images[..., :h, :w].double()
+    diagonal = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return float(diagonal.abs().median() / 0.6745)
