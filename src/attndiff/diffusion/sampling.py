@@ -91,29 +91,6 @@ def sample_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float
     return x
 
 
-@torch.no_grad()
-def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, noise: Noise,
-               class_labels=None, progress: bool | str = False) -> torch.Tensor:
-    """The reverse SDE of x_t = x_0 + t eps, one ancestral step per grid interval.
-
-    From t to s < t it draws x_s ~ q(x_s | x_t, x_0 = D(x_t, t)), i.e. mean x0 + (s/t)^2 (x_t - x0)
-    and variance s^2 (t^2 - s^2) / t^2. Started at a noisy y at sigma it samples the model's
-    posterior p(x_0 | x_sigma = y) (exact as the grid is refined); the final step to 0 returns D.
-    It injects its own noise at every step, so EDM's churn does not apply.
-    """
-    if churn:
-        raise ValueError("churn applies to the deterministic (Heun) solver; the reverse SDE injects its own noise")
-    x = x.float()
-    for t, s in _steps(sigmas, progress):
-        x0 = denoiser(x, t, class_labels)
-        if s == 0:
-            x = x0
-            continue
-        r = (s / t) ** 2
-        x = x0 + r * (x - x0) + s * math.sqrt(1 - r) * noise(x)
-    return x
-
-
 def _exponential_step(x, t: float, s: float, d: torch.Tensor, slope: torch.Tensor | None, z: torch.Tensor):
     """x_s of the reverse SDE from x_t, with D(lambda) = d + (lambda - lambda_t) slope over the step.
 
@@ -128,14 +105,39 @@ def _exponential_step(x, t: float, s: float, d: torch.Tensor, slope: torch.Tenso
     return out
 
 
+def _no_churn(churn: float) -> None:
+    if churn:
+        raise ValueError("churn applies to the deterministic (Heun) solver; the reverse SDE injects its own noise")
+
+
+@torch.no_grad()
+def sample_sde(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, noise: Noise,
+               class_labels=None, progress: bool | str = False) -> torch.Tensor:
+    """The reverse SDE of x_t = x_0 + t eps, one ancestral step per grid interval.
+
+    From t to s < t it draws x_s ~ q(x_s | x_t, x_0 = D(x_t, t)), i.e. mean x0 + (s/t)^2 (x_t - x0)
+    and variance s^2 (t^2 - s^2) / t^2. Started at a noisy y at sigma it samples the model's
+    posterior p(x_0 | x_sigma = y) (exact as the grid is refined); the final step to 0 returns D.
+    It injects its own noise at every step, so EDM's churn does not apply.
+    """
+    _no_churn(churn)
+    x = x.float()
+    for t, s in _steps(sigmas, progress):
+        x0 = denoiser(x, t, class_labels)
+        if s == 0:
+            x = x0
+            continue
+        x = _exponential_step(x, t, s, x0, None, noise(x))
+    return x
+
+
 @torch.no_grad()
 def sample_sde_2m(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: float = 0.0, noise: Noise,
                   class_labels=None, progress: bool | str = False) -> torch.Tensor:
     """The reverse SDE with a second-order mean at one network evaluation per step: D is
     extrapolated linearly in lambda = -log sigma from the previous step (a multistep scheme of the
     SDE-DPM-Solver++(2M) family, Lu et al. 2022); the first step is the ancestral one."""
-    if churn:
-        raise ValueError("churn applies to the deterministic (Heun) solver; the reverse SDE injects its own noise")
+    _no_churn(churn)
     x, previous = x.float(), None  # previous: (lambda, D) of the last step
     for t, s in _steps(sigmas, progress):
         d = denoiser(x, t, class_labels)
@@ -153,8 +155,7 @@ def sample_sde_heun(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, churn: f
     """The reverse SDE with a predictor-corrector step (two network evaluations per step): an
     ancestral predictor to x_hat_s, then the same step with D linear in lambda between D(x_t, t)
     and D(x_hat_s, s), with the same noise draw (a stochastic Heun scheme)."""
-    if churn:
-        raise ValueError("churn applies to the deterministic (Heun) solver; the reverse SDE injects its own noise")
+    _no_churn(churn)
     x = x.float()
     for t, s in _steps(sigmas, progress):
         d = denoiser(x, t, class_labels)
