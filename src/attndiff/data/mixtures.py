@@ -19,7 +19,8 @@ import math
 
 import torch
 
-from attndiff import UserError
+from attndiff import UserError, seeding
+from attndiff.data.arrays import ImageDataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,11 +117,8 @@ def mixture(name: str) -> GaussianMixture:
     return MIXTURES[name]()
 
 
-def load(name: str, split: str = "train"):
+def load(name: str, split: str = "train") -> ImageDataset:
     """A mixture dataset: seeded draws stored as vectors (N, D, 1, 1), labelled by their component."""
-    from attndiff import seeding
-    from attndiff.data.arrays import ImageDataset
-
     if split not in SPLIT_SIZES:
         raise UserError(f"mixture dataset {name} has splits {', '.join(SPLIT_SIZES)}, not {split!r}")
     mix = mixture(name)

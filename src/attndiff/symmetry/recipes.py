@@ -25,7 +25,7 @@ from attndiff.symmetry.layers import tie_weights
 
 @dataclasses.dataclass
 class SymmetryConfig:
-    group: str = "trivial"  # a name of groups.GROUPS: trivial, C4, D4, H, V
+    group: str = "trivial"  # one of groups.NAMES: trivial, C4, D4, H, V
     method: str = "none"  # a name of the model registry: none, augment, wt, fa, reg
     reg_weight: float = 1.0  # weight of the equivariance penalty (method = reg)
 
@@ -56,21 +56,19 @@ def _regularised(edm, options: Symmetry, target):
     return functools.partial(regularised_loss, target=target, group=options.group, cfg=edm, weight=options.reg_weight)
 
 
-def _plain_loss(edm, options, target):
-    return model.RECIPES["none"].loss(edm, options, target)
-
+_plain = model.RECIPES["none"]  # the parts these recipes share with the plain one
 
 model.register(model.Recipe(
-    "augment", equivariant=False, build=model.RECIPES["none"].build,
+    "augment", equivariant=False, build=_plain.build,
     loss=lambda edm, options, target: functools.partial(augmented_loss, group=options.group, cfg=edm),
-    sampler=lambda denoiser, options: denoiser, edm_loss=False))
+    sampler=_plain.sampler, edm_loss=False))
 model.register(model.Recipe(
     "wt", equivariant=True, build=lambda cfg, shape, options: tie_weights(model.network(cfg, shape), options.group),
-    loss=_plain_loss, sampler=lambda denoiser, options: denoiser))
+    loss=_plain.loss, sampler=_plain.sampler))
 model.register(model.Recipe(
-    "fa", equivariant=True, build=model.RECIPES["none"].build,
+    "fa", equivariant=True, build=_plain.build,
     loss=lambda edm, options, target: functools.partial(averaged_loss, group=options.group, cfg=edm),
     sampler=_averaged, edm_loss=False))
 model.register(model.Recipe(
-    "reg", equivariant=True, build=model.RECIPES["none"].build, loss=_regularised, sampler=_averaged,
+    "reg", equivariant=True, build=_plain.build, loss=_regularised, sampler=_averaged,
     edm_loss=False))
