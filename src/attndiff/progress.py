@@ -34,3 +34,9 @@ def say(message: str) -> None:
     """A message printed once (by rank 0) without breaking a bar in progress."""
     if distributed.is_main():
         tqdm.write(message)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (rank 0), without breaking a bar in progress."""
+    if distributed.is_main():
+        tqdm.write(f"warning: {message}", file=sys.stderr)

@@ -31,6 +31,7 @@ from attndiff.diffusion.training import TrainState, train
 from attndiff.diffusion.unet import count_parameters
 from attndiff.fsutil import write_npz
 from attndiff.jobs.common import Job
+from attndiff.jobs.sfbd_data import own_split
 from attndiff.jobs.sfbd_eval import EVAL, Evaluator, sfbd_sections
 from attndiff.jobs.train import TrainJobConfig, load_data, model_meta, start
 from attndiff.run import Run
@@ -49,6 +50,8 @@ def forward_tag(k: int) -> str:
 @dataclasses.dataclass
 class SFBDConfig:
     clean_fraction: float = 0.04  # share of the training images that stay clean
+    noisy_data: str = ""  # your own noisy set (a float npz, see `sfbd noise`): no split is made, no originals
+    clean_data: str = ""  # ... and your clean images (any dataset name; [data]'s limit and resolution apply)
     sigma_zeta: float = 0.59  # noise std of the noisy part, on the [-1, 1] pixel scale
     noise_seed: int = 0  # seeds the clean/noisy split, the frozen noise and the backward noise
     rounds: int = 3  # K backward/forward rounds after pretraining
@@ -61,6 +64,7 @@ class SFBDConfig:
     stochastic: bool = True  # reverse SDE (the paper); false: probability-flow ODE with Heun (released code)
     backward_batch: int = 250
     chunk: int = 1000  # images per incrementally written file of the denoised set
+    keep_denoised: bool = False  # keep every round's denoised set (to count copies of it), not only the newest
     denoised_fid_n: int = 500  # FID of E_k against its clean originals on a fixed subset of this size (0 = off)
     stop_metric: Literal["none", "fid", "denoised_fid", "denoised_psnr"] = "none"
     patience: int = 1  # rounds without improvement before stopping
@@ -81,6 +85,8 @@ class SFBDConfig:
         config.check_choice("sfbd.backward_scheme", self.backward_scheme, SDE_SCHEMES)
         if self.noise_seed < 0:
             raise UserError(f"sfbd.noise_seed must be >= 0, got {self.noise_seed}")
+        if bool(self.noisy_data) != bool(self.clean_data):
+            raise UserError("sfbd.noisy_data and sfbd.clean_data go together: your noisy set and your clean images")
 
 
 @dataclasses.dataclass
@@ -100,9 +106,15 @@ class SFBDJobConfig(TrainJobConfig):
     def validate(self):
         if self.unet.num_classes:
             raise UserError("sfbd: class-conditional models are not supported yet (set unet.num_classes = 0)")
+        if self.sfbd.noisy_data and self.fid.n and not self.fid.ref:
+            raise UserError("with your own noisy data, name the FID reference (fid.ref: held-out clean images such as "
+                            "folder:PATH, or a built-in dataset), or set fid.n = 0")
 
 
 def load_split(cfg: SFBDJobConfig) -> NoisySplit:
+    """The clean and noisy sets: your own (sfbd.noisy_data), or a split of [data] with noise added."""
+    if cfg.sfbd.noisy_data:
+        return own_split(cfg)
     return make_noisy_split(load_data(cfg.data), clean_fraction=cfg.sfbd.clean_fraction,
                             sigma_zeta=cfg.sfbd.sigma_zeta, seed=cfg.sfbd.noise_seed)
 
@@ -118,7 +130,7 @@ def backward_round(spec: ModelSpec, s: SFBDConfig, split: NoisySplit, ema, run: 
     if distributed.is_main():
         folder.mkdir(parents=True, exist_ok=True)
         for old in (run.path / "denoised").glob("round*"):  # earlier rounds' sets are no longer needed
-            if old != folder:
+            if old != folder and not s.keep_denoised:
                 shutil.rmtree(old, ignore_errors=True)
     distributed.barrier()
     denoiser = spec.sampling_denoiser(ema)
@@ -151,6 +163,13 @@ def backward_round(spec: ModelSpec, s: SFBDConfig, split: NoisySplit, ema, run: 
                  "images_per_s": computed / seconds, "ranks": distributed.world_size()})
     return torch.cat([chunks[a] if a in chunks else _chunk_written(folder, a, split.noisy_index[a:a + s.chunk])
                       for a in starts])
+
+
+def read_denoised(run_dir: Path, k: int, split: NoisySplit, chunk: int) -> torch.Tensor:
+    """E_k as round k wrote it (earlier rounds' sets stay only with sfbd.keep_denoised)."""
+    folder = Path(run_dir) / "denoised" / f"round{k}"
+    return torch.cat([_chunk_written(folder, a, split.noisy_index[a:a + chunk])
+                      for a in range(0, len(split.noisy), chunk)])
 
 
 def _chunk_written(folder: Path, start: int, index) -> torch.Tensor:
@@ -201,11 +220,13 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     split = load_split(cfg)
     job, cfg, spec = start(cfg, split.clean.shape)
     meta = model_meta(cfg, split.clean.shape)
-    evaluator = Evaluator(spec, split, job.run, sample=cfg.sample, fid=cfg.fid, dataset=cfg.data.name,
+    reference = cfg.fid.ref or cfg.data.name
+    evaluator = Evaluator(spec, split, job.run, sample=cfg.sample, fid=cfg.fid, dataset=reference,
                           denoised_fid_n=s.denoised_fid_n, seed=s.noise_seed, batch_size=cfg.train.batch_size)
     net = spec.new_net()
+    source = f"{s.noisy_data} and {s.clean_data}" if s.noisy_data else cfg.data.name
     progress.say(f"{cfg.name}: {len(split.clean)} clean + {len(split.noisy)} noisy images (sigma_zeta "
-                 f"{s.sigma_zeta}) from {cfg.data.name}; network {count_parameters(net) / 1e6:.2f}M parameters; "
+                 f"{s.sigma_zeta}) from {source}; network {count_parameters(net) / 1e6:.2f}M parameters; "
                  f"run folder {job.path}")
     state = TrainState(net, cfg.train)
     train(state, split.clean.images, cfg.train, edm=cfg.edm, run=job.run, tag=PRETRAIN, loss_fn=spec.loss(state.ema),

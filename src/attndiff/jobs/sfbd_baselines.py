@@ -40,8 +40,9 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
 
     def score():  # rank 0 alone, once
         if not job.run.done(eval_tag(kind)):
-            evaluate(spec.sampling_denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid, fid_dataset=cfg.data.name,
-                     tag=kind, step=state.step, extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
+            evaluate(spec.sampling_denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid,
+                     fid_dataset=cfg.fid.ref or cfg.data.name, tag=kind, step=state.step,
+                     extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
 
     job.on_main(score)
     return job.finish(f"attndiff SFBD baseline {kind}: {cfg.name}")

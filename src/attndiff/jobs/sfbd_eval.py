@@ -46,6 +46,8 @@ class Evaluator:
         return self._original_features
 
     def denoised_metrics(self, denoised: torch.Tensor) -> dict:
+        if self.split.originals is None:
+            return self.unpaired_metrics(denoised)
         out = {"denoised_psnr": psnr(denoised, self.split.originals.images).mean().item()}
         if is_exact(self.dataset):  # the denoised set against the truth
             return {**out, **{f"denoised_{k}": v for k, v in distribution_metrics(denoised, self.dataset).items()
@@ -55,6 +57,18 @@ class Evaluator:
                                         progress="denoised features")
             out["denoised_fid"] = fid_metric.fid_from_features(feats, self.original_features())
             out["denoised_fid_n"] = len(self.subset)
+        return out
+
+    def unpaired_metrics(self, denoised: torch.Tensor) -> dict:
+        """Without originals (your own noisy set): the denoised set's mean and std against the
+        clean set's, and its FID against the FID reference."""
+        clean = self.split.clean.images
+        out = {"denoised_mean_gap": (denoised.mean() - clean.mean()).item(),
+               "denoised_std_ratio": (denoised.std() / clean.std()).item()}
+        if self.denoised_fid_n >= 2 and self.fid.n:
+            out["denoised_ref_fid"] = fid_metric.fid(denoised[self.subset].clamp(-1, 1), self.dataset, self.fid.split,
+                                                     len(self.subset), with_kid=False, precision=self.fid.precision,
+                                                     progress=False)["fid"]
         return out
 
     def __call__(self, k: int, ema, denoised: torch.Tensor, step: int) -> dict:
@@ -69,22 +83,31 @@ class Evaluator:
             scatter(denoised, self.dataset, self.run.samples / f"denoised-round{k}.png", f"denoised set, round {k}")
         else:
             idx = self.subset[:8]
-            triplets = torch.cat([self.split.originals.images[idx], self.split.noisy[idx].clamp(-1, 1),
-                                  denoised[idx].clamp(-1, 1)])
-            save_grid(triplets, self.run.samples / f"triplets-round{k}.png", nrow=len(idx))
+            rows = [] if self.split.originals is None else [self.split.originals.images[idx]]
+            rows += [self.split.noisy[idx].clamp(-1, 1), denoised[idx].clamp(-1, 1)]
+            save_grid(torch.cat(rows), self.run.samples / f"triplets-round{k}.png", nrow=len(idx))
         extra = {"round": k, "images_seen": step * self.batch_size, **self.denoised_metrics(denoised)}
         record = evaluate(self.spec.sampling_denoiser(ema), self.spec, self.run, self.sample, self.fid,
                           fid_dataset=self.dataset, tag=SAMPLES, step=k, extra=extra)
-        progress.say(f"round {k}: denoised-set PSNR {record['denoised_psnr']:.2f} dB"
+        progress.say(f"round {k}: denoised set"
+                     + (f" PSNR {record['denoised_psnr']:.2f} dB" if "denoised_psnr" in record else
+                        f" mean {record['denoised_mean_gap']:+.3f} and std x{record['denoised_std_ratio']:.3f} "
+                        "from the clean set's")
                      + (f", energy distance to the truth {record['denoised_energy']:.4f}"
                         if "denoised_energy" in record else "")
-                     + (f", denoised-set FID {record['denoised_fid']:.2f}" if "denoised_fid" in record else ""))
+                     + (f", denoised-set FID {record['denoised_fid']:.2f}" if "denoised_fid" in record else "")
+                     + (f", FID {record['denoised_ref_fid']:.2f} against {self.dataset}"
+                        if "denoised_ref_fid" in record else ""))
         return record
 
 
 def round_table(records: list[dict]) -> str:
     columns = [("round", "round", "d"), ("fid", "FID", ".2f"), ("fid_n", "N", "d"),
                ("denoised_psnr", "E_k PSNR (dB)", ".2f"), ("denoised_fid", "E_k FID", ".2f")]
+    if not any("denoised_psnr" in r for r in records):  # your own noisy set: nothing to compare E_k with
+        columns = [*columns[:3], ("denoised_mean_gap", "E_k mean - clean mean", "+.3f"),
+                   ("denoised_std_ratio", "E_k std / clean std", ".3f"),
+                   ("denoised_ref_fid", "E_k FID against the reference", ".2f")]
     if any("energy" in r for r in records):  # the exact testbed: distances to the truth
         columns = [("round", "round", "d"), ("energy", "energy distance", ".4f"), ("sliced_w2", "sliced W2", ".4f"),
                    ("loglik", "log-likelihood", ".3f"), ("mode_tv", "mode TV", ".3f"),
@@ -98,6 +121,10 @@ def sfbd_sections(run: Run) -> list[str]:
     if not rounds:
         return []
     parts = ["<h2>SFBD rounds</h2>", round_table(rounds)]
+    if not any("denoised_psnr" in r for r in rounds):
+        parts.append("<p>Trained on a noisy set without originals (sfbd.noisy_data), so the denoised sets' PSNR and "
+                     "their FID against the originals cannot be measured. Shown instead: each set's mean and std "
+                     "against the clean set's, and its FID against the FID reference (fid.ref).</p>")
     for key, title in (("fid", "FID of model samples (round 0 = pretrained on clean only)"),
                        ("denoised_psnr", "PSNR of the denoised set E_k (dB; round 0 = the noisy set)"),
                        ("denoised_fid", "FID of E_k against its clean originals"),

@@ -61,7 +61,8 @@ class SampleConfig:
 @dataclasses.dataclass
 class FIDConfig:
     n: int = 1000  # samples (and reference images) for FID; 0 = skip FID
-    split: str = "test"  # reference split of the training dataset
+    split: str = "test"  # reference split ...
+    ref: str = ""  # ... of this dataset (default: the training data's; e.g. folder:PATH of held-out images)
     precision: str = "fp32"  # Inception features: fp32 (machine-independent) or bf16 (faster on AMX CPUs)
 
     def validate(self):
@@ -149,7 +150,8 @@ def run_train(cfg: TrainJobConfig) -> Path:
     state = TrainState(net, cfg.train)
     train(state, data.images, cfg.train, edm=cfg.edm, run=job.run, labels=data.labels if cfg.unet.num_classes else None,
           meta=model_meta(cfg, data.shape), device=cfg.device)
-    job.on_main(evaluate, spec.denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid, fid_dataset=cfg.data.name,
+    job.on_main(evaluate, spec.denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid,
+                fid_dataset=cfg.fid.ref or cfg.data.name,
                 tag="train", step=state.step)
     return job.finish(f"attndiff train: {cfg.name}")
 

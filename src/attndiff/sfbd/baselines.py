@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from attndiff import UserError
 from attndiff.diffusion.edm import Batch, EDMConfig, append_dims, edm_weight, randn
 from attndiff.sfbd.noisy import NoisySplit
 
@@ -58,10 +59,17 @@ def _ambient_data(split: NoisySplit):
     return torch.cat([split.clean.images, split.noisy]), {"noisy": flags}
 
 
+def _oracle_data(split: NoisySplit):
+    if split.originals is None:
+        raise UserError("the oracle baseline trains on the clean originals of the noisy images, and a noisy set "
+                        "you bring (sfbd.noisy_data) has none")
+    return torch.cat([split.clean.images, split.originals.images]), {}
+
+
 BASELINES = {
     "clean-only": Baseline("the clean part alone", lambda s: (s.clean.images, {})),
     "noisy-only": Baseline("noisy images as if clean", lambda s: (s.noisy, {})),
     "ambient": Baseline("noisy images only at sigma >= sigma_zeta, clean at all levels", _ambient_data,
                         ambient=True),
-    "oracle": Baseline("all images clean", lambda s: (torch.cat([s.clean.images, s.originals.images]), {})),
+    "oracle": Baseline("all images clean", _oracle_data),
 }

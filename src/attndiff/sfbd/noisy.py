@@ -3,7 +3,8 @@
 Each noisy image is y_i = x_i + sigma_zeta * eps_i with eps_i from the stream (seed, "noise", i), i the
 image's index in the source dataset: loading twice gives the same y, whatever the order or
 subset. The clean originals of the noisy images are kept apart (`originals`) for
-evaluation only; the training code is handed `clean` and `noisy` alone.
+evaluation only; the training code is handed `clean` and `noisy` alone. A noisy set a user
+brings has no originals (`given_split`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class NoisySplit:
     clean: ImageDataset  # the small clean part (clean_fraction of the data)
     noisy: torch.Tensor  # (N_noisy, C, H, W): y = x + sigma_zeta * eps, frozen
     noisy_index: torch.Tensor  # (N_noisy,) indices of the noisy images in the source dataset
-    originals: ImageDataset  # clean versions of the noisy images: evaluation only
+    originals: ImageDataset | None  # clean versions of the noisy images: evaluation only (None: unknown)
     sigma_zeta: float
 
 
@@ -50,6 +51,19 @@ def make_noisy_split(data: ImageDataset, *, clean_fraction: float = 0.04, sigma_
     originals = data.select(noisy_index)
     noisy = originals.images + sigma_zeta * frozen_noise(noisy_index, data.shape, seed)
     return NoisySplit(data.select(clean_index), noisy, noisy_index, originals, sigma_zeta)
+
+
+def given_split(clean: ImageDataset, noisy: torch.Tensor, index: torch.Tensor, sigma_zeta: float) -> NoisySplit:
+    """A clean set and a noisy set brought as they are: no split is made and no originals exist.
+    `index` identifies each noisy image (it seeds the image's backward-step noise)."""
+    if tuple(noisy.shape[1:]) != tuple(clean.shape):
+        raise UserError(f"the noisy images are {tuple(noisy.shape[1:])} but the clean ones {tuple(clean.shape)}: "
+                        "SFBD needs both sets at one shape (resize with data.resolution or beforehand)")
+    if len(index) != len(noisy) or len(set(index.tolist())) != len(index):
+        raise UserError(f"the noisy set's index must name each of its {len(noisy)} images once")
+    if sigma_zeta <= 0:
+        raise UserError(f"sigma_zeta must be > 0, got {sigma_zeta}")
+    return NoisySplit(clean, noisy, index, None, sigma_zeta)
 
 
 def estimate_sigma(images: torch.Tensor) -> float:

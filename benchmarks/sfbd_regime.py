@@ -1,0 +1,273 @@
+"""SFBD where data, not compute, is the limit: every model at its best checkpoint on validation.
+
+First the regime (`--phase curve`): clean-only on the clean part alone, trained for
+--curve-steps with every checkpoint kept, each scored on the validation split (FID against
+validation images, near-copies of the clean images). Past the step where its validation FID
+stops improving, more training cannot help it: data is the limit.
+
+Then (`--phase compare`) SFBD and the four baselines at one training budget (--steps, which is
+SFBD's pretraining plus its rounds), every model scored on validation at each --every steps and
+reported at its best checkpoint with a fresh FID on the test split (other sample seeds, N =
+--test-n). SFBD and clean-only run for --seeds training seeds (same clean/noisy split and frozen
+noise, different initialisation, data order and training noise), the rest for the first. Near
+copies are counted against the clean part, the held-back originals of the noisy images and, for
+SFBD, every denoised set it trained on. The baselines also train on to the budget with SFBD's
+backward network evaluations added (`equal evaluations`), and are selected again within it.
+Everything is a resumable run folder under runs/regime/; rerunning continues.
+
+    python benchmarks/sfbd_regime.py --phase curve
+    python benchmarks/sfbd_regime.py --phase compare --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import HERE, save_results  # noqa: E402
+
+from attndiff import config  # noqa: E402
+from attndiff.diffusion.sampling import evaluations  # noqa: E402
+from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
+from attndiff.jobs.sfbd import SFBDJobConfig, load_split, read_denoised, run_sfbd  # noqa: E402
+from attndiff.jobs.sfbd_baselines import run_baseline  # noqa: E402
+from attndiff.metrics import fid as fid_metric  # noqa: E402
+from attndiff.report.figures import plt, save_figure  # noqa: E402
+from attndiff.run import Run  # noqa: E402
+from attndiff.sfbd.baselines import BASELINES  # noqa: E402
+
+METHODS = ("sfbd", *BASELINES)
+# CIFAR-10 at noise std 0.2 on [0, 1] (the issue's summary of the papers): FID
+PAPER = {"daras-2024, 10% clean": {"clean-only": 17.3, "clean+noisy (ambient)": 2.81, "oracle": 1.99},
+         "sfbd": {"4% clean": 6.31, "10% clean": 3.58}}
+
+
+def job(args, seed: int, **sets) -> SFBDJobConfig:
+    """A run of the comparison. Its own FID evaluations are off: `validation` scores checkpoints
+    with the config's [fid] section instead, so nothing is sampled and scored twice."""
+    name = f"{Path(args.config).stem}-c{args.fraction:g}-s{seed}"
+    overrides = [f"sfbd.clean_fraction={args.fraction}", f"train.seed={seed}", "sfbd.keep_denoised=true",
+                 f'out="runs/regime/{name}"', *args.overrides, *(f"{k}={v}" for k, v in sets.items()),
+                 "fid.n=0", "sfbd.denoised_fid_n=0"]
+    return config.load(SFBDJobConfig, args.config, overrides)
+
+
+def run_dir(cfg: SFBDJobConfig, method: str) -> Path:
+    return cfg.run_dir if method == "sfbd" else cfg.run_dir.with_name(f"{cfg.run_dir.name}-{method}")
+
+
+def references(cfg: SFBDJobConfig, method: str) -> dict[str, torch.Tensor]:
+    """What a model's samples are checked for copies of: the clean part, the held-back originals
+    of the noisy images and, for SFBD, every denoised set it fine-tuned on."""
+    split = load_split(cfg)
+    refs = {"clean": split.clean.images, "originals": split.originals.images}
+    if method == "sfbd":
+        refs["denoised"] = torch.cat([read_denoised(cfg.run_dir, k, split, cfg.sfbd.chunk)
+                                      for k in range(1, cfg.sfbd.rounds + 1)])
+    return refs
+
+
+def validation(args, cfg, method: str, upto: int) -> list[dict]:
+    """Every --every steps up to `upto`: FID on the config's [fid] split and N, and copies."""
+    return score_checkpoints(run_dir(cfg, method), every=args.every, upto=upto, dataset=cfg.data.name,
+                             split=args.fid.split, n=args.fid.n, sample_steps=cfg.sample.steps,
+                             references=references(cfg, method))
+
+
+def test_score(args, cfg, method: str, chosen: dict) -> dict:
+    c = next(c for c in candidates(run_dir(cfg, method)) if c.path.name == chosen["checkpoint"])
+    return score_checkpoint(Run(run_dir(cfg, method)), c, dataset=cfg.data.name, split="test", n=args.test_n,
+                            sample_steps=cfg.sample.steps, references=references(cfg, method))
+
+
+def budgets(cfg: SFBDJobConfig, every: int) -> dict[str, int]:
+    """Training steps of the comparison: SFBD's, and the steps whose training evaluations (about
+    3 network evaluations per image: forward and backward) add up to SFBD's backward step too."""
+    split_noisy = len(load_split(cfg).noisy)
+    nfe = evaluations(cfg.sfbd.backward_steps, stochastic=cfg.sfbd.stochastic, scheme=cfg.sfbd.backward_scheme)
+    backward = cfg.sfbd.rounds * split_noisy * nfe
+    extra = math.ceil(backward / (3 * cfg.train.batch_size) / every) * every
+    return {"steps": cfg.total_steps, "equal_evaluations": cfg.total_steps + extra, "backward_evaluations": backward,
+            "backward_nfe_per_image": nfe}
+
+
+def curve(args) -> dict:
+    cfg = job(args, args.first_seed, **{"train.steps": args.curve_steps, "sfbd.rounds": 0})
+    run_baseline(cfg, "clean-only")
+    records = validation(args, cfg, "clean-only", 0)
+    return {"clean_only_curve": [{k: r[k] for k in ("step", "fid", "fid_n", "copy_clean", "copy_originals")}
+                                 for r in records], "clean_images": round(cfg.data.limit * args.fraction)}
+
+
+def train_all(args, cfg_of, budget: dict) -> None:
+    """Every run of the comparison, trained first (so the scoring below never waits on training)."""
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
+            if method in args.methods:
+                if method == "sfbd":
+                    run_sfbd(cfg_of(seed))
+                else:
+                    run_baseline(job(args, seed, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}),
+                                 method)
+
+
+def compare(args) -> dict:
+    cfg_of = lambda seed: job(args, seed)  # noqa: E731
+    budget = budgets(cfg_of(args.first_seed), args.every)
+    train_all(args, cfg_of, budget)
+    runs = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        cfg = cfg_of(seed)
+        for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
+            if method not in args.methods:
+                continue
+            entry = {"method": method, "seed": seed}
+            for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
+                records = validation(args, cfg, method, budget[limit])
+                chosen = best(records)
+                entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen),
+                                "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
+            runs.append(entry)
+    return {"budget": budget, "runs": runs, **ceilings(args, cfg_of(args.first_seed))}
+
+
+def ceilings(args, cfg: SFBDJobConfig) -> dict:
+    """The test FID (same reference, same N as the models) of what the models learn from: the
+    clean part itself (repeated to N: a model that copies it perfectly) and each denoised set."""
+    split, n = load_split(cfg), args.test_n
+    clean = split.clean.images.repeat(math.ceil(n / len(split.clean)), 1, 1, 1)[:n]
+    out = {"clean_part_fid": fid_metric.fid(clean, cfg.data.name, "test", n, progress=False)["fid"]}
+    out["denoised_fid"] = [fid_metric.fid(read_denoised(cfg.run_dir, k, split, cfg.sfbd.chunk)[:n].clamp(-1, 1),
+                                          cfg.data.name, "test", n, progress=False)["fid"]
+                           for k in range(1, cfg.sfbd.rounds + 1)] if "sfbd" in args.methods else []
+    return out
+
+
+def stats(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values), "values": values}
+
+
+def summary(runs: list[dict]) -> dict:
+    """Per method and budget: test FID at the validation-selected checkpoint over seeds, and copies."""
+    out = {}
+    for method in METHODS:
+        for limit in ("steps", "equal_evaluations"):
+            rows = [r[limit] for r in runs if r["method"] == method and limit in r]
+            if rows:
+                copies = {k: stats([row["test"][k] for row in rows]) for k in rows[0]["test"] if k.startswith("copy_")}
+                out[f"{method}@{limit}"] = {"test_fid": stats([row["test"]["fid"] for row in rows]),
+                                            "best_step": [row["best"]["step"] for row in rows],
+                                            "val_fid": stats([row["best"]["fid"] for row in rows]), **copies}
+    return out
+
+
+def fmt(s: dict | None, digits: int = 1, pct: bool = False) -> str:
+    if s is None:
+        return "-"
+    f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.{digits}f}")
+    return f(s["mean"]) + (f" ± {f(s['std'])}" if s["std"] is not None else "") + f" ({s['n']})"
+
+
+def figure(results: dict, path: Path) -> None:
+    """Validation FID and near-copies of the clean part against training steps, every run."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    curve = results.get("clean_only_curve", [])
+    if curve:
+        ax.plot([r["step"] for r in curve], [r["fid"] for r in curve], "--", color="grey", label="clean-only (curve)")
+        bx.plot([r["step"] for r in curve], [r["copy_clean"] for r in curve], "--", color="grey")
+    seen = set()
+    for run in results.get("runs", []):
+        rows = run.get("equal_evaluations", run["steps"])["curve"]
+        label = run["method"] if run["method"] not in seen else None
+        seen.add(run["method"])
+        ax.plot([r["step"] for r in rows], [r["fid"] for r in rows], "o-", ms=3, color=colors[run["method"]],
+                label=label, alpha=0.8)
+    for budget in ("steps", "equal_evaluations"):
+        if "budget" in results:
+            ax.axvline(results["budget"][budget], color="k", lw=0.6, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("validation FID")
+    ax.legend(fontsize=7)
+    bx.set_xlabel("training steps")
+    bx.set_ylabel("near-copies of the clean part (clean-only)")
+    for a in (ax, bx):
+        a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def curve_table(results: dict) -> list[str]:
+    rows = results.get("clean_only_curve", [])
+    if not rows:
+        return []
+    return [f"Clean-only on the {results['clean_images']} clean images alone, scored on validation "
+            f"(N = {rows[0]['fid_n']}) every --every steps:", "",
+            "| steps | validation FID | copies of the clean part | copies of the noisy part's originals |",
+            "|---:|---:|---:|---:|",
+            *(f"| {r['step']} | {r['fid']:.1f} | {r['copy_clean']:.1%} | {r['copy_originals']:.1%} |" for r in rows),
+            ""]
+
+
+def compare_table(results: dict) -> list[str]:
+    if "summary" not in results:
+        return []
+    b, s = results["budget"], results["summary"]
+    lines = [f"Every model trained for {b['steps']} steps (SFBD: pretraining + rounds) and reported at its best "
+             f"checkpoint on validation; the baselines also at {b['equal_evaluations']} steps, where their training "
+             f"(about 3 network evaluations per image) adds up to SFBD's {b['backward_evaluations']:,} backward "
+             f"evaluations as well. Test FID at N = {results['test_n']} (sample seeds other than validation's); "
+             "mean ± std (seeds):", "",
+             "| method | test FID | best step | copies: clean | originals | denoised | "
+             "test FID, equal evaluations |", "|---|---:|---|---:|---:|---:|---:|"]
+    for m in METHODS:
+        v, w = s.get(f"{m}@steps"), s.get(f"{m}@equal_evaluations")
+        if v:
+            lines.append(f"| {m} | {fmt(v['test_fid'])} | {', '.join(map(str, v['best_step']))} | "
+                         f"{fmt(v['copy_clean'], pct=True)} | {fmt(v['copy_originals'], pct=True)} | "
+                         f"{fmt(v.get('copy_denoised'), pct=True)} | {fmt(w['test_fid']) if w else '-'} |")
+    lines += ["", f"What the models learn from, scored the same way (test FID, N = {results['test_n']}): the clean "
+              f"part itself, repeated to N (a model that copies it perfectly): {results['clean_part_fid']:.1f}; "
+              "SFBD's denoised sets by round (first seed): "
+              + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]), ""]
+    return lines
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/sfbd/mnist-regime.toml")
+    p.add_argument("--phase", choices=("curve", "all"), default="all")
+    p.add_argument("--fraction", type=float, default=0.04, help="clean fraction")
+    p.add_argument("--curve-steps", type=int, default=6000)
+    p.add_argument("--every", type=int, default=1000, help="score checkpoints at multiples of this many steps")
+    p.add_argument("--test-n", type=int, default=500)
+    p.add_argument("--seeds", type=int, default=3, help="training seeds for SFBD and clean-only")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--name", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    args.fid = config.load(SFBDJobConfig, args.config, args.overrides).fid
+    name = args.name or f"sfbd-regime-{Path(args.config).stem}-c{args.fraction:g}"
+    results = {"config": args.config, "fraction": args.fraction, "test_n": args.test_n, "paper": PAPER}
+    if args.phase in ("curve", "all"):
+        results.update(curve(args))
+    if args.phase == "all":
+        results.update(compare(args))
+        results["summary"] = summary(results["runs"])
+    figure(results, HERE / "results" / f"{name}.png")
+    text = "\n".join([*curve_table(results), *compare_table(results), f"![validation curves](results/{name}.png)"])
+    save_results(name, results, text)
+
+
+if __name__ == "__main__":
+    main()
