@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from attndiff import UserError, __version__, config
 
@@ -35,8 +34,7 @@ class Renamed(argparse.Action):
 def cmd_train(args) -> int:
     from attndiff.jobs.train import TrainJobConfig, run_train
 
-    run_train(config.load(TrainJobConfig, args.config, args.overrides))
-    return 0
+    return run_train(config.load(TrainJobConfig, args.config, args.overrides)) and 0
 
 
 def cmd_sfbd(args) -> int:
@@ -98,18 +96,16 @@ def cmd_attention(args) -> int:
 
 
 def cmd_audio(args) -> int:
-    from attndiff.jobs.audio import AudioJobConfig, run_audio
+    if args.audio_command == "predict":
+        from attndiff.jobs.audio_predict import find_model, predict_files
+
+        predict_files(args.files, find_model(args.run, args.seed, args.fold), out=args.out)
+        return 0
+    from attndiff.jobs.audio import AudioJobConfig, prepare_data, run_audio
 
     overrides = list(args.overrides)
     if args.audio_command == "prepare":
-        from attndiff.data import audio
-
-        cfg = config.load(AudioJobConfig, args.config, overrides)
-        if cfg.audio.name not in audio.GENERATED:
-            raise UserError(f"nothing to prepare for {cfg.audio.name!r}: "
-                            f"only {', '.join(audio.GENERATED)} are generated")
-        print(f"{cfg.audio.name}: {audio.prepare(cfg.audio.name, cfg.audio)}")
-        return 0
+        return prepare_data(config.load(AudioJobConfig, args.config, overrides))
     overrides += [f'model_kind="{args.model}"'] if args.model else []
     overrides += [f"seeds={args.seeds}"] if args.seeds is not None else []
     run_audio(config.load(AudioJobConfig, args.config, overrides))
@@ -135,20 +131,15 @@ def cmd_fid(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from attndiff.report.html import write_report
+    from attndiff.jobs.tools import rebuild_report
 
-    run = Path(args.run_dir)
-    if not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists():
-        raise UserError(f"{run} is not a run folder (no metrics.jsonl or config.toml)")
-    print(write_report(run))
-    return 0
+    return print(rebuild_report(args.run_dir)) or 0
 
 
 def cmd_data(args) -> int:
     from attndiff.jobs.tools import list_datasets
 
-    list_datasets(args.names)
-    return 0
+    return list_datasets(args.names) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(q, "configs/audio/spoken-digits.toml")
     q.add_argument("--model", choices=list(MODELS), help="override model_kind")
     q.add_argument("--seeds", type=int, help="override seeds (default from the config: 5)")
+    q = aud.add_parser("predict", help="classify audio files with a trained model",
+                       description="Class probabilities, the top class and (CAB-CNN) the selector's weights over its "
+                       "classifiers for each file, through the run's own resampling, crop/pad and log-mel.")
+    q.add_argument("files", nargs="+", help="audio files (wav, flac, ogg)")
+    q.add_argument("--model", dest="run", required=True, help="the run folder of `audio run` (or a checkpoint file)")
+    q.add_argument("--seed", type=int, help="which seed's model (default: the first)")
+    q.add_argument("--fold", type=int, help="which test fold's model (default: the first)")
+    q.add_argument("--out", help="also write the predictions to this CSV file")
     p.set_defaults(func=cmd_audio)
 
     p = sub.add_parser("sample", help="generate images from a trained model",

@@ -56,3 +56,32 @@ def test_baseline_models_and_errors(tmp_path, capsys, monkeypatch):
     assert "nothing to prepare" in capsys.readouterr().err
     assert main(["audio", "run", "--config", CONFIG, "--set", f'audio.name="folder:{tmp_path / "missing"}"']) == 2
     assert "audio folder not found" in capsys.readouterr().err
+
+
+def test_predict_reproduces_the_run_accuracy_on_its_own_test_fold(tmp_path, capsys):
+    from attndiff.data.audio_io import stratified_folds
+
+    _tones(tmp_path / "data")
+    out = tmp_path / "cab"
+    assert main(_args(tmp_path, "--set", f'out="{out}"', "--seeds", "1")) == 0
+    files = sorted((tmp_path / "data").rglob("*.wav"))  # the folder loader's order: classes, then files
+    labels = np.array(["abc".index(f.parent.name) for f in files])
+    test = [f for f, fold in zip(files, stratified_folds(labels, 2, 0)) if fold == 1]
+    capsys.readouterr()
+    csv_path = tmp_path / "pred.csv"
+    assert main(["audio", "predict", *map(str, test), "--model", str(out), "--seed", "0", "--fold", "1",
+                 "--out", str(csv_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(test) and all("selector" in line for line in lines)
+    predicted = [line.split("\t")[1] for line in lines]
+    accuracy = np.mean([p == f.parent.name for p, f in zip(predicted, test)])
+    record = next(json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()
+                  if '"kind": "result"' in r and '"fold": 1' in r)
+    assert accuracy == record["accuracy"]
+    assert csv_path.read_text().splitlines()[0].startswith("file,class,probability,p_a,p_b,p_c,selector_0")
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    assert main(["audio", "predict", str(tmp_path / "bad.wav"), "--model", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.wav" in err[0]
+    assert main(["audio", "predict", str(test[0]), "--model", str(out), "--fold", "7"]) == 2
+    assert "no model for fold 7" in capsys.readouterr().err

@@ -94,6 +94,15 @@ def run_pair(cfg: AudioJobConfig, data, feats: torch.Tensor, run, seed: int, fol
     return record
 
 
+def prepare_data(cfg: AudioJobConfig) -> int:
+    """`audio prepare`: synthesise a generated dataset into the cache."""
+    if cfg.audio.name not in audio_data.GENERATED:
+        raise UserError(f"nothing to prepare for {cfg.audio.name!r}: "
+                        f"only {', '.join(audio_data.GENERATED)} are generated")
+    print(f"{cfg.audio.name}: {audio_data.prepare(cfg.audio.name, cfg.audio)}")
+    return 0
+
+
 def run_audio(cfg: AudioJobConfig) -> Path:
     data, feats = features_of(cfg)
     job = Job(cfg)

@@ -37,6 +37,15 @@ def sample_model(run: str, out: str, *, n: int = 64, steps: int = 18, stochastic
     return path
 
 
+def rebuild_report(run_dir: str) -> Path:
+    from attndiff.report.html import write_report
+
+    run = Path(run_dir)
+    if not (run / "metrics.jsonl").exists() and not (run / "config.toml").exists():
+        raise UserError(f"{run} is not a run folder (no metrics.jsonl or config.toml)")
+    return write_report(run)
+
+
 def list_datasets(names: list[str]) -> None:
     """Load each dataset's train and test split and print its size, shape and range (all built-in ones
     by default, where an unavailable one is reported instead of failing)."""
