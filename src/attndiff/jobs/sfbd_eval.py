@@ -89,16 +89,19 @@ class Evaluator:
         extra = {"round": k, "images_seen": step * self.batch_size, **self.denoised_metrics(denoised)}
         record = evaluate(self.spec.sampling_denoiser(ema), self.spec, self.run, self.sample, self.fid,
                           fid_dataset=self.dataset, tag=SAMPLES, step=k, extra=extra)
-        progress.say(f"round {k}: denoised set"
-                     + (f" PSNR {record['denoised_psnr']:.2f} dB" if "denoised_psnr" in record else
-                        f" mean {record['denoised_mean_gap']:+.3f} and std x{record['denoised_std_ratio']:.3f} "
-                        "from the clean set's")
-                     + (f", energy distance to the truth {record['denoised_energy']:.4f}"
-                        if "denoised_energy" in record else "")
-                     + (f", denoised-set FID {record['denoised_fid']:.2f}" if "denoised_fid" in record else "")
-                     + (f", FID {record['denoised_ref_fid']:.2f} against {self.dataset}"
-                        if "denoised_ref_fid" in record else ""))
+        progress.say(_summary(k, record, self.dataset))
         return record
+
+
+def _summary(k: int, r: dict, dataset: str) -> str:
+    """One line on round k's denoised set, with whatever could be measured."""
+    parts = [f"PSNR {r['denoised_psnr']:.2f} dB" if "denoised_psnr" in r else None,
+             f"mean {r['denoised_mean_gap']:+.3f} and std x{r['denoised_std_ratio']:.3f} against the clean set's"
+             if "denoised_mean_gap" in r else None,
+             f"energy distance to the truth {r['denoised_energy']:.4f}" if "denoised_energy" in r else None,
+             f"FID {r['denoised_fid']:.2f} against its originals" if "denoised_fid" in r else None,
+             f"FID {r['denoised_ref_fid']:.2f} against {dataset}" if "denoised_ref_fid" in r else None]
+    return f"round {k}: denoised set " + ", ".join(p for p in parts if p)
 
 
 def round_table(records: list[dict]) -> str:
