@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from attndiff.cli import main
 
 EXAMPLES = 30
-BASE = ["data.name=digits", "data.limit=24", "sfbd.rounds=1", "unet.channels=8", "unet.channel_mult=[1]",
-        "unet.attn_levels=[]", "train.steps=2", "train.batch_size=4", "train.precision=fp32", "train.warmup_steps=1", "train.log_every=1",
-        "train.checkpoint_every=1", "sample.steps=2", "sample.grid=2", "sample.batch_size=4", "sfbd.forward_steps=1",
-        "sfbd.forward_warmup_steps=1", "sfbd.backward_steps=2", "sfbd.denoised_fid_n=0", "sfbd.backward_batch=8"]
+BASE = ["data.name=digits", "data.limit=24", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_levels=[]",
+        "train.steps=2", "train.batch_size=4", "train.precision=fp32", "train.warmup_steps=1", "train.log_every=1",
+        "train.checkpoint_every=1", "sample.steps=2", "sample.grid=2", "sample.batch_size=4", "sfbd.rounds=1",
+        "sfbd.forward_steps=1", "sfbd.forward_warmup_steps=1", "sfbd.backward_steps=2", "sfbd.denoised_fid_n=0",
+        "sfbd.backward_batch=8"]
 COMMANDS = [["train"], ["sfbd", "run"], ["sfbd", "baseline", "--kind", "clean-only"],
             ["sfbd", "baseline", "--kind", "ambient"], ["sfbd", "baseline", "--kind", "oracle"]]
 EDGES = {
