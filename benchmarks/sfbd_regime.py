@@ -27,16 +27,19 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, save_results  # noqa: E402
+from common import HERE, command_line, save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
+from attndiff.diffusion.unet import count_parameters  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.sfbd import SFBDJobConfig, load_split, read_denoised, run_sfbd  # noqa: E402
 from attndiff.jobs.sfbd_baselines import run_baseline  # noqa: E402
+from attndiff.jobs.train import model_spec  # noqa: E402
 from attndiff.metrics import fid as fid_metric  # noqa: E402
 from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
@@ -101,8 +104,13 @@ def curve(args) -> dict:
     cfg = job(args, args.first_seed, **{"train.steps": args.curve_steps, "sfbd.rounds": 0})
     run_baseline(cfg, "clean-only")
     records = validation(args, cfg, "clean-only", 0)
-    return {"clean_only_curve": [{k: r[k] for k in ("step", "fid", "fid_n", "copy_clean", "copy_originals")}
-                                 for r in records], "clean_images": round(cfg.data.limit * args.fraction)}
+    clean = load_split(cfg).clean
+    settings = {"dataset": cfg.data.name, "subset": cfg.data.limit, "batch": cfg.train.batch_size,
+                "parameters": count_parameters(model_spec(cfg, clean.shape).new_net()), "lr": cfg.train.lr,
+                "sample_steps": cfg.sample.steps, "split": args.fid.split}
+    keys = ("step", "fid", "fid_n", "copy_clean", "copy_originals")
+    return {"clean_only_curve": [{k: r[k] for k in keys} for r in records], "clean_images": len(clean),
+            "settings": settings}
 
 
 def train_all(args, cfg_of, budget: dict) -> None:
@@ -205,12 +213,40 @@ def figure(results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def samples_figure(args, results: dict, path: Path) -> None:
+    """The first seed's test samples of every model at its selected checkpoint, side by side."""
+    from PIL import Image
+
+    cfg, shown = job(args, args.first_seed), []
+    for run in results.get("runs", []):
+        if run["seed"] == args.first_seed:
+            stem = Path(run["steps"]["best"]["checkpoint"]).stem
+            grid = run_dir(cfg, run["method"]) / "samples" / f"select-test-{stem}.png"
+            if grid.exists():
+                shown.append((run["method"], run["steps"]["best"]["step"], np.asarray(Image.open(grid))))
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.3), squeeze=False)
+    for ax, (method, step, image) in zip(axes[0], shown):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(f"{method} (step {step})", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def curve_table(results: dict) -> list[str]:
     rows = results.get("clean_only_curve", [])
     if not rows:
         return []
-    return [f"Clean-only on the {results['clean_images']} clean images alone, scored on validation "
-            f"(N = {rows[0]['fid_n']}) every --every steps:", "",
+    s = results["settings"]
+    return [f"`{command_line()}`: clean-only on the {results['clean_images']} clean images of a "
+            f"{s['subset']:,}-image {s['dataset']} subset (the rest: SFBD's noisy part), a "
+            f"{s['parameters'] / 1e6:.2f}M-parameter UNet, batch {s['batch']}, lr {s['lr']:g}, fp32, one "
+            f"training seed; each checkpoint's EMA weights sample {rows[0]['fid_n']} images (Heun, "
+            f"{s['sample_steps']} grid points) scored against {rows[0]['fid_n']} images of the '{s['split']}' split, "
+            "and their near-copies of the clean part and of the held-back originals of the noisy part "
+            "(nearest-neighbour ratio test):", "",
             "| steps | validation FID | copies of the clean part | copies of the noisy part's originals |",
             "|---:|---:|---:|---:|",
             *(f"| {r['step']} | {r['fid']:.1f} | {r['copy_clean']:.1%} | {r['copy_originals']:.1%} |" for r in rows),
@@ -265,7 +301,11 @@ def main():
         results.update(compare(args))
         results["summary"] = summary(results["runs"])
     figure(results, HERE / "results" / f"{name}.png")
-    text = "\n".join([*curve_table(results), *compare_table(results), f"![validation curves](results/{name}.png)"])
+    samples_figure(args, results, HERE / "results" / f"{name}-samples.png")
+    pictures = [f"![validation curves](results/{name}.png)"]
+    if "runs" in results:
+        pictures.append(f"![test samples at the selected checkpoints](results/{name}-samples.png)")
+    text = "\n".join([*curve_table(results), *compare_table(results), *pictures])
     save_results(name, results, text)
 
 

@@ -1,8 +1,9 @@
 """Bad input through the real jobs, not a recorder: random but well-typed configs near and beyond
 their edges, and random user files, run as tiny jobs (8x8 digits, a few steps, tiny nets).
 Every outcome is exit 0 with a complete run folder, or exit 2 with one error line and nothing
-half-written; never a traceback. EXAMPLES cases per run of the suite (README: Kills, full disks
-and bad input)."""
+half-written; never a traceback. EXAMPLES cases per run of the suite, the same each time (derandomize),
+so CI is repeatable; raise EXAMPLES and drop derandomize to search further (README: Kills, full disks and
+bad input)."""
 
 from pathlib import Path
 
@@ -12,12 +13,12 @@ from hypothesis import strategies as st
 
 from attndiff.cli import main
 
-EXAMPLES = 30
-BASE = ["data.name=digits", "data.limit=24", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_levels=[]",
-        "train.steps=2", "train.batch_size=4", "train.precision=fp32", "train.warmup_steps=1", "train.log_every=1",
-        "train.checkpoint_every=1", "sample.steps=2", "sample.grid=2", "sample.batch_size=4", "sfbd.rounds=1",
-        "sfbd.forward_steps=1", "sfbd.forward_warmup_steps=1", "sfbd.backward_steps=2", "sfbd.denoised_fid_n=0",
-        "sfbd.backward_batch=8"]
+EXAMPLES = 40
+BASE = ["data.name=digits", "data.limit=24", "fid.n=0", "unet.channels=8", "unet.channel_mult=[1]",
+        "unet.attn_levels=[]", "train.steps=2", "train.batch_size=4", "train.precision=fp32", "train.warmup_steps=1",
+        "train.log_every=1", "train.checkpoint_every=1", "sample.steps=2", "sample.grid=2", "sample.batch_size=4",
+        "sfbd.rounds=1", "sfbd.forward_steps=1", "sfbd.forward_warmup_steps=1", "sfbd.backward_steps=2",
+        "sfbd.denoised_fid_n=0", "sfbd.backward_batch=8"]
 COMMANDS = [["train"], ["sfbd", "run"], ["sfbd", "baseline", "--kind", "clean-only"],
             ["sfbd", "baseline", "--kind", "ambient"], ["sfbd", "baseline", "--kind", "oracle"]]
 EDGES = {
@@ -41,8 +42,9 @@ def user_files(root: Path, draw) -> str:
                                   (0, 8, 8), (6, 1, 1, 1), (6, 1, 7, 5)]))
     dtype = draw(st.sampled_from([np.uint8, np.float32, np.float64, np.int64, np.bool_]))
     scale = draw(st.sampled_from([1.0, 255.0, 1e30, float("nan")]))
-    images = (rng.standard_normal(shape) * scale).astype(dtype) if dtype != np.uint8 else \
-        rng.integers(0, 255, shape).astype(np.uint8)
+    with np.errstate(invalid="ignore"):  # NaN cast to integers: whatever it becomes is a test case
+        images = (rng.standard_normal(shape) * scale).astype(dtype) if dtype != np.uint8 else \
+            rng.integers(0, 255, shape).astype(np.uint8)
     path = root / "user.npz"
     np.savez(path, images=images)
     if kind == "truncated":
@@ -73,14 +75,14 @@ def run_folder_is_whole(out: Path) -> bool:
     return (out / "report.html").exists() and (out / "config.toml").exists()
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_real_jobs_end_in_a_whole_run_or_one_error_line(data, tmp_path_factory, capsys):
     root = tmp_path_factory.mktemp("fuzz")
     command, overrides, config = data.draw(jobs(root))
     out = root / "run"
-    argv = [*command, *(["--config", str(config)] if config else []),
-            *[a for o in [*BASE, *overrides, f'out="{out}"'] for a in ("--set", o)]]
+    sets = [o for o in [*BASE, *overrides, f'out="{out}"'] if command[0] == "sfbd" or not o.startswith("sfbd.")]
+    argv = [*command, *(["--config", str(config)] if config else []), *[a for o in sets for a in ("--set", o)]]
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err

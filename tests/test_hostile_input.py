@@ -43,6 +43,7 @@ def bad_files(tmp_path):
     raw = (tmp_path / "ok.npz").read_bytes()
     (tmp_path / "truncated.npz").write_bytes(raw[:len(raw) // 2])
     np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8), np.uint8))
+    np.savez(tmp_path / "emptyfloat.npz", images=np.zeros((0, 8, 8), np.float32))
     np.savez(tmp_path / "nan.npz", images=np.full((4, 8, 8), np.nan, np.float32))
     np.savez(tmp_path / "channels.npz", images=np.zeros((4, 2, 8, 8), np.uint8))
     np.savez(tmp_path / "labels.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.zeros(3))
@@ -56,6 +57,7 @@ def bad_files(tmp_path):
 @pytest.mark.parametrize("data,message", [
     ("npz:{}/truncated.npz", "cannot read npz file"),
     ("npz:{}/empty.npz", "empty dataset"),
+    ("npz:{}/emptyfloat.npz", "empty dataset"),
     ("npz:{}/nan.npz", "must be finite"),
     ("npz:{}/channels.npz", "1 or 3 channels"),
     ("npz:{}/labels.npz", "3 labels for 4 images"),

@@ -86,3 +86,11 @@ def test_per_sample_seeds_make_results_independent_of_batch_size(gaussian):
 def test_churn_with_the_sde_is_rejected(gaussian):
     with pytest.raises(ValueError, match="churn applies to the deterministic"):
         sample(gaussian, torch.zeros(1, 1, 4, 4), edm_sigmas(2), stochastic=True, churn=1.0)
+
+
+def test_denoising_from_under_sigma_min_is_one_step_to_the_denoiser():
+    from attndiff.diffusion.sampling import denoise_sigmas
+
+    assert denoise_sigmas(1e-9, 15).tolist() == pytest.approx([1e-9, 0.0])  # the grid must never climb
+    grid = denoise_sigmas(0.59, 15)
+    assert len(grid) == 16 and (grid.diff() < 0).all()

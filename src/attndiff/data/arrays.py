@@ -71,6 +71,8 @@ def images_from_array(a: np.ndarray, where: str) -> torch.Tensor:
         a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW
     if a.shape[1] not in (1, 3):
         raise UserError(f"{where}: images must have 1 or 3 channels, got shape {a.shape}")
+    if a.size == 0:
+        raise UserError(f"{where}: empty dataset (shape {a.shape})")
     if a.dtype == np.uint8:
         return to_unit_range(np.ascontiguousarray(a))
     x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))

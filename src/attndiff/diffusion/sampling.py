@@ -250,9 +250,9 @@ def denoise_sigmas(sigma: float, steps: int, edm: EDMConfig = EDMConfig(), grid:
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    if grid == "below":
+    if grid == "below":  # at or under sigma_min there is nothing to step through: one step to D
         floor = max(FLOOR * sigma, edm.sigma_min)
-        return edm_sigmas(steps, floor, sigma, edm.rho) if steps > 1 else torch.tensor([sigma, 0.0])
+        return edm_sigmas(steps, floor, sigma, edm.rho) if steps > 1 and floor < sigma else torch.tensor([sigma, 0.0])
     if grid == "truncated":
         return truncate_sigmas(edm_sigmas(steps, edm.sigma_min, edm.sigma_max, edm.rho), sigma)
     raise ValueError(f"unknown grid {grid!r} (known: {', '.join(GRIDS)})")
