@@ -65,6 +65,7 @@ def test_own_data_is_checked_before_anything_runs(tmp_path, capsys):
     for name, arrays, message in [("u8", {"images": np.zeros((4, 1, 8, 8), np.uint8)}, "must be stored as floats"),
                                   ("nan", {"images": np.full((4, 1, 8, 8), np.nan, np.float32)}, "NaN"),
                                   ("flat", {"images": np.zeros((4, 64), np.float32)}, r"\(N, C, H, W\)"),
+                                  ("none", {"images": np.zeros((0, 1, 8, 8), np.float32)}, "non-empty"),
                                   ("index", {"images": images, "index": np.zeros(len(images), np.int64)}, "once"),
                                   ("shape", {"images": np.zeros((4, 1, 9, 9), np.float32)}, "one shape")]:
         np.savez(tmp_path / f"{name}.npz", **arrays)

@@ -73,8 +73,8 @@ def read_noisy(path: str | Path) -> NoisyFile:
     if x.dtype == np.uint8:
         raise UserError(f"{path} holds uint8 images: a noisy set must be stored as floats, unclipped and "
                         "unquantised (8-bit rounding and clipping change the noise); see `attndiff sfbd noise`")
-    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
-        raise UserError(f"{path}: noisy images must be a float array (N, C, H, W), got {x.dtype} {x.shape}")
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or len(x) == 0:
+        raise UserError(f"{path}: noisy images must be a non-empty float array (N, C, H, W), got {x.dtype} {x.shape}")
     x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if not torch.isfinite(x).all():
         raise UserError(f"{path}: the noisy images contain NaN or inf")
@@ -92,12 +92,13 @@ def own_split(cfg) -> NoisySplit:
     if noisy.sigma_zeta is not None and not np.isclose(noisy.sigma_zeta, s.sigma_zeta, rtol=1e-6):
         raise UserError(f"{s.noisy_data} records noise std {noisy.sigma_zeta:g} but sfbd.sigma_zeta is "
                         f"{s.sigma_zeta:g}: set sfbd.sigma_zeta = {noisy.sigma_zeta:g}")
+    clean = load_data(dataclasses.replace(cfg.data, name=s.clean_data))
+    split = given_split(clean, noisy.images, noisy.index, s.sigma_zeta)  # checked before any warning
     estimate = estimate_sigma(noisy.images)
     if abs(estimate - s.sigma_zeta) > ESTIMATE_TOLERANCE * s.sigma_zeta:
         progress.warn(f"the noise std estimated from {s.noisy_data} is {estimate:.3f}, sfbd.sigma_zeta is "
-                     f"{s.sigma_zeta:g} (on the [-1, 1] scale; see `attndiff sfbd estimate-noise`)")
-    clean = load_data(dataclasses.replace(cfg.data, name=s.clean_data))
-    return given_split(clean, noisy.images, noisy.index, s.sigma_zeta)
+                      f"{s.sigma_zeta:g} (on the [-1, 1] scale; see `attndiff sfbd estimate-noise`)")
+    return split
 
 
 def estimate_noise(path: str) -> float:
