@@ -58,6 +58,8 @@ def test_own_data_is_checked_before_anything_runs(tmp_path, capsys):
         config.load(SFBDJobConfig, None, TINY + [f'sfbd.noisy_data="{noisy}"'])
     with pytest.raises(UserError, match="name the FID reference"):
         own(tmp_path / "r", noisy, clean, "fid.n=8")
+    with pytest.raises(UserError, match="not image files"):
+        load_split(own(tmp_path / "r", "folder:/somewhere", clean))
     with pytest.raises(UserError, match="oracle baseline"):
         run_baseline(own(tmp_path / "r", noisy, clean), "oracle")
     with np.load(noisy) as z:

@@ -58,6 +58,9 @@ class NoisyFile:
 
 def read_noisy(path: str | Path) -> NoisyFile:
     """A noisy npz, checked: float, (N, C, H, W), finite, a valid index."""
+    if str(path).startswith("folder:") or Path(path).suffix.lower() in image_data.IMAGE_SUFFIXES:
+        raise UserError(f"{path}: a noisy set must be a float npz, not image files: 8-bit rounding and clipping "
+                        "change the noise; see `attndiff sfbd noise`")
     path = Path(str(path).removeprefix("npz:"))
     if not path.is_file():
         raise UserError(f"noisy file not found: {path}")
