@@ -76,17 +76,16 @@ def references(cfg: SFBDJobConfig, method: str) -> dict[str, torch.Tensor]:
     return refs
 
 
-def validation(args, cfg, method: str, upto: int) -> list[dict]:
-    """Every --every steps up to `upto`: FID on the config's [fid] split and N, and copies."""
+def validation(args, cfg, method: str, upto: int, refs: dict[str, torch.Tensor]) -> list[dict]:
+    """Every --every steps up to `upto`: FID on the config's [fid] split and N, and copies of `refs`."""
     return score_checkpoints(run_dir(cfg, method), every=args.every, upto=upto, dataset=cfg.data.name,
-                             split=args.fid.split, n=args.fid.n, sample_steps=cfg.sample.steps,
-                             references=references(cfg, method))
+                             split=args.fid.split, n=args.fid.n, sample_steps=cfg.sample.steps, references=refs)
 
 
-def test_score(args, cfg, method: str, chosen: dict) -> dict:
+def test_score(args, cfg, method: str, chosen: dict, refs: dict[str, torch.Tensor]) -> dict:
     c = next(c for c in candidates(run_dir(cfg, method)) if c.path.name == chosen["checkpoint"])
     return score_checkpoint(Run(run_dir(cfg, method)), c, dataset=cfg.data.name, split="test", n=args.test_n,
-                            sample_steps=cfg.sample.steps, references=references(cfg, method))
+                            sample_steps=cfg.sample.steps, references=refs)
 
 
 def budgets(cfg: SFBDJobConfig, every: int) -> dict[str, int]:
@@ -103,7 +102,7 @@ def budgets(cfg: SFBDJobConfig, every: int) -> dict[str, int]:
 def curve(args) -> dict:
     cfg = job(args, args.first_seed, **{"train.steps": args.curve_steps, "sfbd.rounds": 0})
     run_baseline(cfg, "clean-only")
-    records = validation(args, cfg, "clean-only", 0)
+    records = validation(args, cfg, "clean-only", 0, references(cfg, "clean-only"))
     clean = load_split(cfg).clean
     settings = {"dataset": cfg.data.name, "subset": cfg.data.limit, "batch": cfg.train.batch_size,
                 "parameters": count_parameters(model_spec(cfg, clean.shape).new_net()), "lr": cfg.train.lr,
@@ -113,36 +112,35 @@ def curve(args) -> dict:
             "settings": settings}
 
 
-def train_all(args, cfg_of, budget: dict) -> None:
+def train_all(args, budget: dict) -> None:
     """Every run of the comparison, trained first (so the scoring below never waits on training)."""
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
             if method in args.methods:
                 if method == "sfbd":
-                    run_sfbd(cfg_of(seed))
+                    run_sfbd(job(args, seed))
                 else:
                     run_baseline(job(args, seed, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}),
                                  method)
 
 
 def compare(args) -> dict:
-    cfg_of = lambda seed: job(args, seed)  # noqa: E731
-    budget = budgets(cfg_of(args.first_seed), args.every)
-    train_all(args, cfg_of, budget)
+    budget = budgets(job(args, args.first_seed), args.every)
+    train_all(args, budget)
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        cfg = cfg_of(seed)
+        cfg = job(args, seed)
         for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
             if method not in args.methods:
                 continue
-            entry = {"method": method, "seed": seed}
+            entry, refs = {"method": method, "seed": seed}, references(cfg, method)
             for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
-                records = validation(args, cfg, method, budget[limit])
+                records = validation(args, cfg, method, budget[limit], refs)
                 chosen = best(records)
-                entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen),
+                entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen, refs),
                                 "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
             runs.append(entry)
-    return {"budget": budget, "runs": runs, **ceilings(args, cfg_of(args.first_seed))}
+    return {"budget": budget, "runs": runs, **ceilings(args, job(args, args.first_seed))}
 
 
 def ceilings(args, cfg: SFBDJobConfig) -> dict:

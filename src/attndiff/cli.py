@@ -34,7 +34,8 @@ class Renamed(argparse.Action):
 def cmd_train(args) -> int:
     from attndiff.jobs.train import TrainJobConfig, run_train
 
-    return run_train(config.load(TrainJobConfig, args.config, args.overrides)) and 0
+    run_train(config.load(TrainJobConfig, args.config, args.overrides))
+    return 0
 
 
 def cmd_sfbd(args) -> int:
@@ -133,13 +134,15 @@ def cmd_fid(args) -> int:
 def cmd_report(args) -> int:
     from attndiff.jobs.tools import rebuild_report
 
-    return print(rebuild_report(args.run_dir)) or 0
+    print(rebuild_report(args.run_dir))
+    return 0
 
 
 def cmd_data(args) -> int:
     from attndiff.jobs.tools import list_datasets
 
-    return list_datasets(args.names) or 0
+    list_datasets(args.names)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,8 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(q, "configs/sfbd/mnist-cpu.toml")
     q = sfbd.add_parser("noise", help="noise a dataset once (the copyright workflow's first step)",
                         description="Add Gaussian noise of std SIGMA ([-1, 1] scale), frozen by --seed and the image "
-                        "index, to every image of a dataset; write unclipped float32 images with sigma_zeta and the "
-                        "seed to an npz. SFBD then needs only that file and a few clean images.")
+                        "index, to every image of a dataset; write them unclipped as float32 with sigma, seed, index.")
     q.add_argument("--data", required=True, help="dataset name: mnist, fashion-mnist, folder:PATH, npz:PATH, ...")
     q.add_argument("--sigma", type=float, required=True, help="noise std on the [-1, 1] scale (0.59 ~ 75/255)")
     q.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -194,8 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=0, help="a seeded subset of this many images (default: all)")
     q.add_argument("--out", required=True, help="the noisy .npz to write")
     q = sfbd.add_parser("estimate-noise", help="estimate the noise std of a noisy set from its images",
-                        description="Estimate sigma_zeta of a noisy npz from its images (median absolute finest-scale "
-                        "diagonal Haar coefficient / 0.6745) beside the value the file records.")
+                        description="Estimate sigma_zeta from the images (Donoho-Johnstone) beside the recorded one.")
     q.add_argument("file", help="a noisy .npz (float images)")
     p.set_defaults(func=cmd_sfbd)
 

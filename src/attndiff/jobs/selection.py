@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from attndiff import UserError, progress, seeding
-from attndiff.diffusion.sampling import edm_sigmas, generate
 from attndiff.jobs.train import load_model
 from attndiff.metrics import fid as fid_metric
 from attndiff.metrics.memorization import copy_rate
@@ -69,12 +68,9 @@ def score_checkpoint(run: Run, c: Candidate, *, dataset: str, split: str, n: int
     done = run.last(SELECT, checkpoint=c.path.name, split=split, fid_n=n)
     if done is not None:
         return done
-    model = load_model(c.path)
-    edm = model.spec.edm
     first = seeding.derive(0, "select", split) % 2**31  # each split its own samples
-    samples = generate(model.denoiser, n, model.image_shape, edm_sigmas(sample_steps, edm.sigma_min, edm.sigma_max,
-                                                                        edm.rho),
-                       seeds=range(first, first + n), batch_size=batch_size, progress=False)
+    samples = load_model(c.path).sample(range(first, first + n), steps=sample_steps, batch_size=batch_size,
+                                        progress=False)
     save_grid(samples[:64], run.samples / f"{SELECT}-{split}-{c.path.stem}.png")
     record = {"tag": SELECT, "checkpoint": c.path.name, "phase": c.phase, "step": c.step, "split": split,
               **fid_metric.fid(samples, dataset, split, n, precision=precision, progress=False)}

@@ -220,8 +220,7 @@ def run_sfbd(cfg: SFBDJobConfig) -> Path:
     split = load_split(cfg)
     job, cfg, spec = start(cfg, split.clean.shape)
     meta = model_meta(cfg, split.clean.shape)
-    reference = cfg.fid.ref or cfg.data.name
-    evaluator = Evaluator(spec, split, job.run, sample=cfg.sample, fid=cfg.fid, dataset=reference,
+    evaluator = Evaluator(spec, split, job.run, sample=cfg.sample, fid=cfg.fid, dataset=cfg.fid_reference,
                           denoised_fid_n=s.denoised_fid_n, seed=s.noise_seed, batch_size=cfg.train.batch_size)
     net = spec.new_net()
     source = f"{s.noisy_data} and {s.clean_data}" if s.noisy_data else cfg.data.name

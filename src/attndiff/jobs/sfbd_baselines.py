@@ -41,7 +41,7 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
     def score():  # rank 0 alone, once
         if not job.run.done(eval_tag(kind)):
             evaluate(spec.sampling_denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid,
-                     fid_dataset=cfg.fid.ref or cfg.data.name, tag=kind, step=state.step,
+                     fid_dataset=cfg.fid_reference, tag=kind, step=state.step,
                      extra={"kind": kind, "images_seen": state.step * cfg.train.batch_size})
 
     job.on_main(score)

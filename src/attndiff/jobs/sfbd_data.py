@@ -42,8 +42,7 @@ def noise_dataset(data: str, out: str, *, sigma: float, seed: int = 0, split: st
     noisy = dataset.images + sigma * frozen_noise(index, dataset.shape, seed)
     path = write_npz(Path(out).with_suffix(".npz"), images=noisy.numpy().astype(np.float32),
                      index=index.numpy(), labels=dataset.labels.numpy(), sigma_zeta=np.float64(sigma),
-                     noise_seed=np.int64(seed),
-                     source=np.str_(dataset.name))
+                     noise_seed=np.int64(seed), source=np.str_(dataset.name))
     progress.say(f"wrote {len(noisy)} images of {dataset.name} with Gaussian noise of std {sigma} "
                  f"(seed {seed}, unclipped float32) to {path}")
     return path

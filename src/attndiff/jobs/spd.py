@@ -81,8 +81,7 @@ def run_spd(cfg: SPDJobConfig) -> Path:
     def score():  # rank 0 alone; each part once, also across resumes
         denoiser = spec.sampling_denoiser(state.ema)
         if not job.run.done(EVAL, step=state.step) or not (job.run.samples / f"{SAMPLES}-samples.npz").exists():
-            evaluate(denoiser, spec, job.run, cfg.sample, cfg.fid, fid_dataset=cfg.fid.ref or cfg.data.name,
-                     tag=SAMPLES,
+            evaluate(denoiser, spec, job.run, cfg.sample, cfg.fid, fid_dataset=cfg.fid_reference, tag=SAMPLES,
                      step=state.step, extra={"method": s.method, "group": s.group, "parameters": params,
                                              "plain_parameters": plain})
         if not job.run.done(SYMMETRY, step=state.step):

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from attndiff import UserError, progress
 from attndiff.data import images
-from attndiff.diffusion.sampling import edm_sigmas, generate
 from attndiff.fsutil import write_npz
 from attndiff.jobs.train import load_model
 from attndiff.report.figures import save_grid
@@ -22,12 +19,7 @@ def sample_model(run: str, out: str, *, n: int = 64, steps: int = 18, stochastic
         raise UserError("--n and --steps must be >= 1 and --seed >= 0")
     if stochastic and churn:
         raise UserError("--churn applies to the deterministic solver, not with --stochastic")
-    model = load_model(run, device=device)
-    edm, classes = model.spec.edm, model.spec.unet.num_classes
-    sigmas = edm_sigmas(steps, edm.sigma_min, edm.sigma_max, edm.rho)
-    labels = torch.arange(n) % classes if classes else None
-    x = generate(model.denoiser, n, model.image_shape, sigmas, seeds=range(seed, seed + n), stochastic=stochastic,
-                 churn=churn, device=device, class_labels=labels)
+    x = load_model(run, device=device).sample(range(seed, seed + n), steps=steps, stochastic=stochastic, churn=churn)
     path = Path(out)
     if path.suffix == ".png":
         save_grid(x, path)

@@ -84,6 +84,11 @@ class TrainJobConfig:
     fid: FIDConfig = dataclasses.field(default_factory=FIDConfig)
 
     @property
+    def fid_reference(self) -> str:
+        """The dataset FID compares with: fid.ref, or the training data's."""
+        return self.fid.ref or self.data.name
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/{self.name}")
 
@@ -151,8 +156,7 @@ def run_train(cfg: TrainJobConfig) -> Path:
     train(state, data.images, cfg.train, edm=cfg.edm, run=job.run, labels=data.labels if cfg.unet.num_classes else None,
           meta=model_meta(cfg, data.shape), device=cfg.device)
     job.on_main(evaluate, spec.denoiser(state.ema), spec, job.run, cfg.sample, cfg.fid,
-                fid_dataset=cfg.fid.ref or cfg.data.name,
-                tag="train", step=state.step)
+                fid_dataset=cfg.fid_reference, tag="train", step=state.step)
     return job.finish(f"attndiff train: {cfg.name}")
 
 
@@ -181,6 +185,15 @@ class LoadedModel:
     def equivariant_under(self):
         """The group the denoiser is exactly equivariant under, or None."""
         return self.spec.options.group if self.spec.recipe.equivariant else None
+
+    def sample(self, seeds: range, *, steps: int, stochastic: bool = False, churn: float = 0.0, batch_size: int = 256,
+               progress: bool | str = True) -> torch.Tensor:
+        """One sample per seed on the EDM grid of `steps` points (class-conditional models: classes in turn)."""
+        edm, classes, n = self.spec.edm, self.spec.unet.num_classes, len(seeds)
+        return generate(self.denoiser, n, self.image_shape, edm_sigmas(steps, edm.sigma_min, edm.sigma_max, edm.rho),
+                        seeds=seeds, stochastic=stochastic, churn=churn, batch_size=batch_size,
+                        device=self.spec.device, class_labels=torch.arange(n) % classes if classes else None,
+                        progress=progress)
 
 
 def load_model(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto") -> LoadedModel:
