@@ -5,18 +5,19 @@ First the regime (`--phase curve`): clean-only on the clean part alone, trained 
 validation images, near-copies of the clean images). Past the step where its validation FID
 stops improving, more training cannot help it: data is the limit.
 
-Then (`--phase compare`) SFBD and the four baselines at one training budget (--steps, which is
+Then (`--phase all`, after the curve) SFBD and the four baselines at one training budget (--steps, which is
 SFBD's pretraining plus its rounds), every model scored on validation at each --every steps and
 reported at its best checkpoint with a fresh FID on the test split (other sample seeds, N =
 --test-n). SFBD and clean-only run for --seeds training seeds (same clean/noisy split and frozen
-noise, different initialisation, data order and training noise), the rest for the first. Near
+noise, different initialisation, data order and training noise), first, the rest for the first
+seed after them; each run is scored as soon as it is trained. Near
 copies are counted against the clean part, the held-back originals of the noisy images and, for
 SFBD, every denoised set it trained on. The baselines also train on to the budget with SFBD's
 backward network evaluations added (`equal evaluations`), and are selected again within it.
 Everything is a resumable run folder under runs/regime/; rerunning continues.
 
     python benchmarks/sfbd_regime.py --phase curve
-    python benchmarks/sfbd_regime.py --phase compare --seeds 3
+    python benchmarks/sfbd_regime.py --seeds 3
 """
 
 from __future__ import annotations
@@ -112,34 +113,36 @@ def curve(args) -> dict:
             "settings": settings}
 
 
-def train_all(args, budget: dict) -> None:
-    """Every run of the comparison, trained first (so the scoring below never waits on training)."""
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
-            if method in args.methods:
-                if method == "sfbd":
-                    run_sfbd(job(args, seed))
-                else:
-                    run_baseline(job(args, seed, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}),
-                                 method)
+def plan(args) -> list[tuple[int, str]]:
+    """(seed, method) in the order they run: SFBD and clean-only for every seed first (the
+    comparison the benchmark is about), then the other baselines on the first seed."""
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    order = [(s, m) for s in seeds for m in ("sfbd", "clean-only")]
+    order += [(args.first_seed, m) for m in BASELINES if m != "clean-only"]
+    return [(s, m) for s, m in order if m in args.methods]
+
+
+def train(args, seed: int, method: str, budget: dict) -> None:
+    if method == "sfbd":
+        run_sfbd(job(args, seed))
+    else:
+        run_baseline(job(args, seed, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}), method)
 
 
 def compare(args) -> dict:
+    """Each run trained, then scored (so a stopped benchmark has its finished runs' scores logged)."""
     budget = budgets(job(args, args.first_seed), args.every)
-    train_all(args, budget)
     runs = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed, method in plan(args):
+        train(args, seed, method, budget)
         cfg = job(args, seed)
-        for method in METHODS if seed == args.first_seed else ("sfbd", "clean-only"):
-            if method not in args.methods:
-                continue
-            entry, refs = {"method": method, "seed": seed}, references(cfg, method)
-            for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
-                records = validation(args, cfg, method, budget[limit], refs)
-                chosen = best(records)
-                entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen, refs),
-                                "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
-            runs.append(entry)
+        entry, refs = {"method": method, "seed": seed}, references(cfg, method)
+        for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
+            records = validation(args, cfg, method, budget[limit], refs)
+            chosen = best(records)
+            entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen, refs),
+                            "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
+        runs.append(entry)
     return {"budget": budget, "runs": runs, **ceilings(args, job(args, args.first_seed))}
 
 

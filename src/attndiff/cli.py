@@ -204,15 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Diffusion models whose denoiser is equivariant under a group of 90-degree "
                        "rotations and flips (arXiv 2402.19369), so the learned distribution is exactly invariant.")
     spd = p.add_subparsers(dest="spd_command", metavar="SPD_COMMAND", required=True)
-    q = spd.add_parser("train", help="train one method (wt, fa, reg, augment, none) for a group",
+    q = spd.add_parser("train", help="train one method (wt, regular, fa, reg, augment, none) for a group",
                        description="Train a diffusion model with a symmetry method: wt (weight-tied, group-invariant "
-                       "conv kernels), fa (frame averaging over the group), reg (equivariance regulariser against "
-                       "the EMA, sampled with frame averaging), augment (random group elements as data "
-                       "augmentation) or none. Writes checkpoints, samples, FID against the dataset's test split, "
-                       "the equivariance error, the samples' invariance score (and, with "
-                       "symmetry_metrics.orientation_shares, the share of samples per orientation) and "
-                       "report.html. With --group or --method the run folder gets them as a suffix, so the "
-                       "methods of one config land side by side.",
+                       "conv kernels), regular (group convolutions on regular feature fields: oriented kernels, "
+                       "exactly equivariant; unet.channels counts fields), fa (frame averaging over the group), reg "
+                       "(equivariance regulariser against the EMA, sampled with frame averaging), augment (random "
+                       "group elements as data augmentation) or none. Writes checkpoints, samples, FID against the "
+                       "dataset's test split, the equivariance error, the samples' invariance score (and, with "
+                       "symmetry_metrics.orientation_shares, the share of samples per orientation) and report.html. "
+                       "With --group or --method the run folder gets them as a suffix: methods land side by side.",
                        epilog=EPILOG)
     _add_config_args(q, "configs/spd/c4-mnist-cpu.toml")
     q.add_argument("--group", choices=groups.NAMES, help="override symmetry.group")

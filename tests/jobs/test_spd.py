@@ -22,7 +22,7 @@ def _train(tmp_path, method, *extra):
     return out
 
 
-@pytest.mark.parametrize("method", ["none", "augment", "wt", "fa", "reg"])
+@pytest.mark.parametrize("method", ["none", "augment", "wt", "regular", "fa", "reg"])
 def test_every_method_trains_samples_and_reports(tmp_path, method):
     out = _train(tmp_path, method)
     records = [line for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -31,7 +31,7 @@ def test_every_method_trains_samples_and_reports(tmp_path, method):
     model = load_model(out, precision="fp32")
     x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     error = equivariance_error(model.denoiser, x, groups.get("C4"))
-    if method in ("wt", "fa", "reg"):  # exact by construction (reg samples with frame averaging)
+    if method in ("wt", "regular", "fa", "reg"):  # exact by construction (reg samples with frame averaging)
         assert error < 1e-5
     else:
         assert error > 1e-3
@@ -52,12 +52,18 @@ def _write_png(path, x):
     Image.fromarray(((x[0].numpy() + 1) * 127.5).round().astype(np.uint8)).save(path)
 
 
-def test_denoise_cli_is_orientation_free(tmp_path, capsys):
-    model = _train(tmp_path, "wt")
+def _noisy_digit_pngs(tmp_path, model):
+    """a.png: a noisy sample of the model; b.png: the same turned a quarter."""
     digit = torch.from_numpy(np.load(model / "samples" / "spd-samples.npz")["images"][:1]).float() / 127.5 - 1
     noisy = (digit + 0.4 * torch.randn(digit.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     _write_png(tmp_path / "a.png", noisy[0])
     _write_png(tmp_path / "b.png", torch.rot90(noisy[0], 1, (-2, -1)))
+
+
+@pytest.mark.parametrize("method", ["wt", "regular"])
+def test_denoise_cli_is_orientation_free(tmp_path, method):
+    model = _train(tmp_path, method)
+    _noisy_digit_pngs(tmp_path, model)
     args = ["spd", "denoise", "--model", str(model), "--sigma", "0.4", "--no-stochastic", "--steps", "10",
             "--precision", "fp32", "--out", str(tmp_path / "out")]
     assert main([*args, str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 0
@@ -66,8 +72,11 @@ def test_denoise_cli_is_orientation_free(tmp_path, capsys):
     assert a.shape == (28, 28)
     assert np.abs(np.rot90(a) - b).max() <= 1  # uint8 rounding only
     assert (tmp_path / "out" / "comparison.png").exists()
-    # a plain model is frame-averaged over the requested group
+
+
+def test_denoise_frame_averages_a_plain_model_over_the_requested_group(tmp_path):
     plain = _train(tmp_path, "none")
+    _noisy_digit_pngs(tmp_path, plain)
     assert main(["spd", "denoise", "--model", str(plain), "--group", "C4", "--sigma", "0.4", "--no-stochastic",
                  "--steps", "5", "--precision", "fp32", "--out", str(tmp_path / "out2"), str(tmp_path / "a.png")]) == 0
     assert "group C4" in (tmp_path / "out2" / "denoise.txt").read_text()

@@ -16,8 +16,13 @@ def perturbed(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return net
 
 
-def tiny_denoiser(resolution: int = 16, tie=None, channels: int = 1) -> Precond:
+def tiny_denoiser(resolution: int = 16, tie=None, channels: int = 1, regular=None) -> Precond:
+    """A tiny UNet with random weights: plain, weight-tied to `tie` or on regular fields of `regular`."""
     torch.manual_seed(0)
+    if regular is not None:
+        from attndiff.symmetry.regular import RegularLayers
+
+        return Precond(perturbed(UNet(TINY, channels, resolution, RegularLayers(regular))).eval())
     net = UNet(TINY, channels, resolution)
     if tie is not None:
         from attndiff.symmetry.layers import tie_weights

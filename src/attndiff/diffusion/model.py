@@ -8,7 +8,7 @@ A recipe is a typed registry entry with three parts over the shared core:
 
 `options` are the recipe's own settings (the [symmetry] section for the structure-preserving
 recipes), opaque to the core. The core registers the plain EDM recipe, "none"; the symmetry
-package registers augment, wt, fa and reg when it is imported. A job asks `ModelSpec` for the
+package registers augment, wt, regular, fa and reg when it is imported. A job asks `ModelSpec` for the
 network, loss and sampling denoiser of its config and never needs to know which recipe it has:
 that is how SFBD trains equivariant models without importing the symmetry package.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from attndiff import UserError
 from attndiff.diffusion.edm import EDMConfig, Loss, Precond, edm_loss
 from attndiff.diffusion.mlp import MLP
-from attndiff.diffusion.unet import UNet, UNetConfig
+from attndiff.diffusion.unet import PLAIN, Layers, UNet, UNetConfig
 from attndiff.precision import autocast_dtype
 
 Shape = tuple[int, int, int]
@@ -57,15 +57,18 @@ def recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def network(cfg: UNetConfig, shape: Shape) -> nn.Module:
-    """The plain network for data of `shape`: the UNet for square images (C, H, W), a residual MLP
-    for vectors stored as (D, 1, 1) (the exact testbed's mixtures)."""
+def network(cfg: UNetConfig, shape: Shape, layers: Layers | None = None) -> nn.Module:
+    """The network for data of `shape`: the UNet for square images (C, H, W), built from `layers`
+    (plain ones by default), or a residual MLP for vectors stored as (D, 1, 1) (the exact
+    testbed's mixtures)."""
     c, h, w = shape
     if (h, w) == (1, 1):
+        if layers is not None:
+            raise UserError("this model method needs images; vectors get the plain MLP (method none)")
         return MLP(cfg, c)
     if h != w:
         raise UserError(f"images must be square, got {h}x{w}")
-    return UNet(cfg, c, h)
+    return UNet(cfg, c, h, layers or PLAIN)
 
 
 register(Recipe("none", equivariant=False, build=lambda cfg, shape, options: network(cfg, shape),

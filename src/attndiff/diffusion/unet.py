@@ -4,11 +4,16 @@ Residual blocks with GroupNorm and SiLU, a Fourier noise-level embedding added i
 block, optional self-attention at chosen levels and optional class conditioning.
 Resampling is average-pool down and nearest-neighbour up, so that on even sizes it
 commutes with 90-degree rotations and flips (the symmetry work relies on this).
+
+The layers come from a `Layers` factory: the plain one builds scalar feature maps; the
+symmetry package passes one whose convolutions act on regular group feature fields, and the
+same widths then count fields (|G| maps each) instead of channels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
@@ -38,7 +43,38 @@ class UNetConfig:
 
 
 def group_norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, ch // 4), ch, eps=1e-6)
+    return nn.GroupNorm(norm_groups(ch), ch, eps=1e-6)
+
+
+def norm_groups(ch: int) -> int:
+    return min(32, ch // 4)
+
+
+class Layers:
+    """The layers of the plain UNet; `size` is the number of channels per unit of width."""
+
+    size = 1
+
+    def conv(self, cin: int, cout: int, k: int = 3) -> nn.Module:
+        return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+    def norm(self, ch: int) -> nn.Module:
+        return group_norm(ch)
+
+    def embed(self, dim: int, ch: int) -> nn.Module:
+        """(B, dim) noise embedding -> (B, ch * size) per-channel shift."""
+        return nn.Linear(dim, ch)
+
+    def lift(self, image_channels: int, ch: int) -> nn.Module:
+        """The first convolution, from the image."""
+        return self.conv(image_channels, ch)
+
+    def project(self, ch: int, image_channels: int) -> nn.Module:
+        """The last convolution, back to an image."""
+        return self.conv(ch, image_channels)
+
+
+PLAIN = Layers()
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -62,15 +98,15 @@ class FourierEmbedding(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, layers: Layers = PLAIN):
         super().__init__()
-        self.norm0 = group_norm(cin)
-        self.conv0 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, cout)
-        self.norm1 = group_norm(cout)
+        self.norm0 = layers.norm(cin)
+        self.conv0 = layers.conv(cin, cout)
+        self.emb = layers.embed(emb_dim, cout)
+        self.norm1 = layers.norm(cout)
         self.dropout = nn.Dropout(dropout)
-        self.conv1 = zero_init(nn.Conv2d(cout, cout, 3, padding=1))
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.conv1 = zero_init(layers.conv(cout, cout))
+        self.skip = layers.conv(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv0(F.silu(self.norm0(x)))
@@ -80,14 +116,16 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over pixels, without positional encoding (so it commutes with pixel permutations)."""
+    """Multi-head self-attention over pixels, without positional encoding (so it commutes with pixel
+    permutations). Each head holds whole units of width (whole fields), so a permutation within
+    fields permutes queries and keys alike and leaves their products unchanged."""
 
-    def __init__(self, ch: int, head_dim: int = 64):
+    def __init__(self, ch: int, head_dim: int = 64, layers: Layers = PLAIN):
         super().__init__()
-        self.heads = max(1, ch // head_dim)
-        self.norm = group_norm(ch)
-        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
-        self.proj = zero_init(nn.Conv2d(ch, ch, 1))
+        self.heads = math.gcd(ch, max(1, ch * layers.size // head_dim))
+        self.norm = layers.norm(ch)
+        self.qkv = layers.conv(ch, 3 * ch, 1)
+        self.proj = zero_init(layers.conv(ch, ch, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -101,10 +139,10 @@ class SelfAttention(nn.Module):
 class Block(nn.Module):
     """A residual block, optionally followed by self-attention."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, attention: bool):
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, attention: bool, layers: Layers = PLAIN):
         super().__init__()
-        self.res = ResBlock(cin, cout, emb_dim, dropout)
-        self.attn = SelfAttention(cout) if attention else None
+        self.res = ResBlock(cin, cout, emb_dim, dropout, layers)
+        self.attn = SelfAttention(cout, layers=layers) if attention else None
 
     def forward(self, x, emb):
         x = self.res(x, emb)
@@ -112,9 +150,9 @@ class Block(nn.Module):
 
 
 class Upsample(nn.Module):
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, layers: Layers = PLAIN):
         super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv = layers.conv(ch, ch)
 
     def forward(self, x):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -123,7 +161,7 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """F(x_in, c_noise, class_labels) -> (B, C, H, W); wrap in `edm.Precond` to get a denoiser."""
 
-    def __init__(self, cfg: UNetConfig, image_channels: int, resolution: int):
+    def __init__(self, cfg: UNetConfig, image_channels: int, resolution: int, layers: Layers = PLAIN):
         super().__init__()
         levels = len(cfg.channel_mult)
         if resolution % 2 ** (levels - 1):
@@ -135,7 +173,8 @@ class UNet(nn.Module):
         self.noise_embed = nn.Sequential(FourierEmbedding(ch), nn.Linear(ch, emb_dim), nn.SiLU(),
                                          nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(cfg.num_classes, emb_dim) if cfg.num_classes else None
-        self.conv_in = nn.Conv2d(image_channels, ch, 3, padding=1)
+        self.conv_in = layers.lift(image_channels, ch)
+        block = functools.partial(Block, emb_dim=emb_dim, dropout=cfg.dropout, layers=layers)
 
         widths = [ch * m for m in cfg.channel_mult]
         self.down = nn.ModuleList()
@@ -143,24 +182,22 @@ class UNet(nn.Module):
         cur = ch
         for level, width in enumerate(widths):
             for _ in range(cfg.num_blocks):
-                self.down.append(Block(cur, width, emb_dim, cfg.dropout, level in cfg.attn_levels))
+                self.down.append(block(cur, width, attention=level in cfg.attn_levels))
                 cur = width
                 skips.append(cur)
             if level < levels - 1:
                 self.down.append(nn.AvgPool2d(2))
                 skips.append(cur)
-        self.mid = nn.ModuleList([Block(cur, cur, emb_dim, cfg.dropout, True),
-                                  Block(cur, cur, emb_dim, cfg.dropout, False)])
+        self.mid = nn.ModuleList([block(cur, cur, attention=True), block(cur, cur, attention=False)])
         self.up = nn.ModuleList()
         for level in reversed(range(levels)):
             for _ in range(cfg.num_blocks + 1):
-                self.up.append(Block(cur + skips.pop(), widths[level], emb_dim, cfg.dropout,
-                                     level in cfg.attn_levels))
+                self.up.append(block(cur + skips.pop(), widths[level], attention=level in cfg.attn_levels))
                 cur = widths[level]
             if level > 0:
-                self.up.append(Upsample(cur))
-        self.norm_out = group_norm(cur)
-        self.conv_out = zero_init(nn.Conv2d(cur, image_channels, 3, padding=1))
+                self.up.append(Upsample(cur, layers))
+        self.norm_out = layers.norm(cur)
+        self.conv_out = zero_init(layers.project(cur, image_channels))
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels: torch.Tensor | None = None):
         emb = self.noise_embed(c_noise)

@@ -3,7 +3,7 @@
 get one (weight tying, frame averaging, regularisation) on the shared EDM core, plus
 orientation-free image denoising. Importing the package registers its model recipes."""
 
-from attndiff.symmetry import recipes  # noqa: F401  (registers augment, wt, fa, reg)
+from attndiff.symmetry import recipes  # noqa: F401  (registers augment, wt, regular, fa, reg)
 from attndiff.symmetry.averaging import frame_average
 from attndiff.symmetry.groups import get
 

@@ -4,6 +4,7 @@ Methods (all with the same UNet, loss, training loop and sampler of the shared c
     none     the plain UNet (the core's own recipe)
     augment  the plain UNet trained on randomly transformed images
     wt       weight tying: every conv kernel constrained to the group (exactly equivariant)
+    regular  group convolutions on regular feature fields (exactly equivariant, oriented kernels)
     fa       frame averaging: the group average of the plain UNet, trained and sampled as such
     reg      the plain UNet trained with the equivariance regulariser against its EMA; sampled with FA
 
@@ -21,12 +22,13 @@ from attndiff.diffusion import model
 from attndiff.symmetry import groups
 from attndiff.symmetry.averaging import augmented_loss, averaged_loss, frame_average, regularised_loss
 from attndiff.symmetry.layers import tie_weights
+from attndiff.symmetry.regular import RegularLayers
 
 
 @dataclasses.dataclass
 class SymmetryConfig:
     group: str = "trivial"  # one of groups.NAMES: trivial, C4, D4, H, V
-    method: str = "none"  # a name of the model registry: none, augment, wt, fa, reg
+    method: str = "none"  # a name of the model registry: none, augment, wt, regular, fa, reg
     reg_weight: float = 1.0  # weight of the equivariance penalty (method = reg)
 
     def validate(self):
@@ -65,6 +67,9 @@ model.register(model.Recipe(
 model.register(model.Recipe(
     "wt", equivariant=True, build=lambda cfg, shape, options: tie_weights(model.network(cfg, shape), options.group),
     loss=_plain.loss, sampler=_plain.sampler))
+model.register(model.Recipe(
+    "regular", equivariant=True, loss=_plain.loss, sampler=_plain.sampler,
+    build=lambda cfg, shape, options: model.network(cfg, shape, RegularLayers(options.group))))
 model.register(model.Recipe(
     "fa", equivariant=True, build=_plain.build,
     loss=lambda edm, options, target: functools.partial(averaged_loss, group=options.group, cfg=edm),
