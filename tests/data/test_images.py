@@ -27,7 +27,10 @@ def test_mnist():
 
 @pytest.mark.skipif(not images.FASHION_DIR.exists(), reason="dataset-fashion-mnist not installed (needs root)")
 def test_fashion_mnist():
-    _check(load("fashion-mnist", "train"), 60000, (1, 28, 28), 10)
+    train, valid = load("fashion-mnist", "train"), load("fashion-mnist", "valid")
+    _check(train, 50000, (1, 28, 28), 10)
+    _check(valid, 10000, (1, 28, 28), 10)
+    assert not torch.equal(train.images[-1], valid.images[0])  # held out, not a copy of train's end
     _check(load("fashion-mnist", "test"), 10000, (1, 28, 28), 10)
 
 

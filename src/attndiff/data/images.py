@@ -100,9 +100,14 @@ def read_idx(path: Path) -> np.ndarray:
         raise UserError(f"cannot read IDX file {path}: {e}") from None
 
 
+FASHION_VALID = 10_000  # the last images of the 60,000 training images, held out as MNIST's are
+
+
 def _fashion(split: str) -> ImageDataset:
-    _check_split("fashion-mnist", split, {"train": 0, "test": 0})
-    prefix = {"train": "train", "test": "t10k"}[split]
+    """train: the first 50,000 of the training file, valid: its last 10,000, test: the test file
+    (MNIST's convention here, so a model can be selected on images it never trained on)."""
+    _check_split("fashion-mnist", split, {"train": 0, "valid": 0, "test": 0})
+    prefix = {"train": "train", "valid": "train", "test": "t10k"}[split]
     images_path = FASHION_DIR / f"{prefix}-images-idx3-ubyte.gz"
     labels_path = FASHION_DIR / f"{prefix}-labels-idx1-ubyte.gz"
     if not images_path.exists():
@@ -110,6 +115,9 @@ def _fashion(split: str) -> ImageDataset:
                         "(as root), or `make setup`")
     u8 = read_idx(images_path)[:, None]  # (N, 1, 28, 28)
     y = read_idx(labels_path).astype(np.int64)
+    if split != "test":
+        part = slice(None, -FASHION_VALID) if split == "train" else slice(-FASHION_VALID, None)
+        u8, y = u8[part], y[part]
     return ImageDataset("fashion-mnist", to_unit_range(u8), torch.from_numpy(y), FASHION_CLASSES)
 
 
