@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
@@ -34,6 +35,7 @@ from attndiff.data.images import load as load_images  # noqa: E402
 from attndiff.diffusion import model  # noqa: E402
 from attndiff.diffusion.edm import Batch  # noqa: E402
 from attndiff.diffusion.training import TrainState  # noqa: E402
+from attndiff.diffusion.unet import count_parameters  # noqa: E402
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
 from attndiff.jobs.train import load_data, model_spec  # noqa: E402
 from attndiff.run import Run  # noqa: E402
@@ -84,8 +86,21 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
     for method, t in times.items():
         train_s, sample_s = statistics.median(t["train"][1:]), statistics.median(t["sample"][1:])
         out[method] = {"train_step_s": train_s, "denoiser_call_s": sample_s,
-                       "sample_cost_vs_none": sample_s / base if base else None}
+                       "sample_cost_vs_none": sample_s / base if base else None,
+                       "parameters": count_parameters(setups[method][0].net), **flops(*setups[method], x[:1])}
     return out
+
+
+def flops(state, denoiser, loss_fn, sampler, x: torch.Tensor) -> dict[str, int]:
+    """FLOPs per image (torch's counter: matmuls and convolutions) of one training step
+    (loss, backward) and of one call of the denoiser that samples (frame averaging: |G| passes)."""
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(denoiser, Batch(x), generator=torch.Generator().manual_seed(0)).mean().backward()
+    state.opt.zero_grad()
+    with FlopCounterMode(display=False) as sample_counter, torch.no_grad():
+        sampler(x, 1.0)
+    return {"train_flops_per_image": counter.get_total_flops(),
+            "sample_flops_per_image": sample_counter.get_total_flops()}
 
 
 def main():
@@ -143,11 +158,15 @@ def table(results: dict) -> str:
         inv = f"{r['invariance']:.2f}" if r["invariance"] is not None else "-"
         lines.append(f"| {r['size']:,} | {r['method']} | {r['parameters']:,} | {fid} | {kid} | {inv} | "
                      f"{r['equivariance_error']:.1e} |")
-    lines += ["", "Cost (median of 5 interleaved rounds, batch 64; sampling cost is per denoiser call):", "",
-              "| method | s / training step | s / denoiser call | sampling cost vs none |", "|---|---:|---:|---:|"]
+    lines += ["", "Cost (median of 5 interleaved rounds, batch 64; sampling cost is per denoiser call; FLOPs per "
+              "image from torch's counter):", "",
+              "| method | parameters | MFLOP / image, training | MFLOP / image, denoiser call | s / training step "
+              "| s / denoiser call | sampling cost vs none |", "|---|---:|---:|---:|---:|---:|---:|"]
     for method, c in results["cost"].items():
         ratio = f"{c['sample_cost_vs_none']:.2f}x" if c["sample_cost_vs_none"] else "-"
-        lines.append(f"| {method} | {c['train_step_s']:.3f} | {c['denoiser_call_s']:.3f} | {ratio} |")
+        lines.append(f"| {method} | {c.get('parameters', 0):,} | {c.get('train_flops_per_image', 0) / 1e6:.0f} | "
+                     f"{c.get('sample_flops_per_image', 0) / 1e6:.0f} | {c['train_step_s']:.3f} | "
+                     f"{c['denoiser_call_s']:.3f} | {ratio} |")
     if results.get("toy"):
         names = list(results["toy"][0]["shares"])
         lines += ["", "Single-orientation toy set (512 upright binarised digits): share of samples per orientation "
