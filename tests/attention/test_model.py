@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from attndiff.attention.dynamics import AttnTrainConfig, sen_deviation, sen_theory, train_attention
-from attndiff.attention.model import AttentionClassifier, ModelConfig
+from attndiff.attention.model import AttentionClassifier, ModelConfig, loss_and_accuracy
 from attndiff.attention.task import TaskConfig, load
 
 SMALL = TaskConfig(vocab=2000, sentences=800, m=8)  # non-topic words rare enough to stay near 0
@@ -75,3 +75,33 @@ def test_head_lr_applies_to_the_trainable_head_only(corpus):
                     progress=False)
     assert (model.head.weight - head_before).abs().max() < 1e-6
     assert model.keys.abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("head", ["fc", "tc", "tl"])
+@pytest.mark.parametrize("padding", ["mask", "none"])
+@pytest.mark.parametrize("flags", [{}, {"freeze_keys": True}, {"freeze_embeddings": True}, {"train_query": True}])
+def test_closed_form_gradients_equal_autograd(head, padding, flags):
+    """The sparse closed-form epoch (float64 inside) against autograd through the plain forward,
+    on sentences with repeated words and padding, away from the zero-key start."""
+    from attndiff.attention.dynamics import Sentences, epoch_gradients
+    from attndiff.attention.task import PAD
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(2, 30, (12, 7), generator=gen)
+    tokens[:, 0] = tokens[:, 1]  # a repeated word in every sentence
+    tokens[::3, -2:] = PAD
+    labels = torch.randint(0, 3, (12,), generator=gen)
+    model = AttentionClassifier(ModelConfig(head=head, embed_std=0.3, **flags), 30, 3).double()
+    with torch.no_grad():
+        model.keys.normal_(0, 0.5, generator=gen)
+    mask = tokens != PAD if padding == "mask" else None
+    loss, acc = epoch_gradients(model, Sentences(tokens, 30, mask), labels)
+    closed = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    expected_loss, expected_acc = loss_and_accuracy(model, tokens, labels, mask)
+    expected_loss.backward()
+    assert abs(loss - expected_loss.item()) < 1e-10 and acc == expected_acc
+    assert closed.keys() == {name for name, p in model.named_parameters() if p.requires_grad}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.allclose(closed[name], p.grad, rtol=1e-6, atol=1e-9), name

@@ -15,6 +15,8 @@ lr follows the flow up to O(lr), which `sen_deviation` measures.
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 
 import numpy as np
 import torch
@@ -39,6 +41,63 @@ def sen_deviation(scores: np.ndarray, norms: np.ndarray, m, q_norm: float) -> np
     measured = q_norm * norms
     theory = sen_theory(scores, m, q_norm=q_norm, s0=scores[0], v0_norm=norms[0])
     return np.abs(measured - theory).max(0) / np.maximum(measured[-1], 1e-12)
+
+
+class Sentences:
+    """A split's sentences as fixed sparse word counts, C (N, V) and its transpose (CSR).
+
+    The softmax over a sentence factorises over words: a_{n,i} = u_{w_i} / Z_n with u_w = exp(s_w)
+    and Z = C u, so the context is c = C (u v) / Z. The token positions never change in training,
+    so every gather and scatter of an epoch, forward and backward, is one product with C or C^T.
+    Positions the mask leaves out (PAD) are not counted.
+    """
+
+    def __init__(self, tokens: torch.Tensor, vocab: int, mask: torch.Tensor | None = None):
+        n, length = tokens.shape
+        rows = torch.arange(n).repeat_interleave(length)
+        keep = mask.flatten() if mask is not None else torch.ones(n * length, dtype=torch.bool)
+        index = torch.stack([rows[keep], tokens.flatten()[keep]])
+        self.counts = torch.sparse_coo_tensor(index, torch.ones(index.shape[1]), (n, vocab),
+                                              check_invariants=True).coalesce()
+        self._csr = {}
+
+    def products(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C, C^T) as CSR matrices of `dtype`, made once."""
+        if dtype not in self._csr:
+            counts = self.counts.to(dtype)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+                self._csr[dtype] = counts.to_sparse_csr(), counts.t().coalesce().to_sparse_csr()
+        return self._csr[dtype]
+
+
+def epoch_gradients(model: AttentionClassifier, sentences: Sentences, labels: torch.Tensor) -> tuple[float, float]:
+    """Full-batch loss and accuracy; sets the .grad of every trainable parameter: in closed form
+    through the attention (see `Sentences`) and by autograd through the head. The sums run in the
+    model's dtype, in float64 when the scores spread so far that exp(s - max s) would leave float32's range."""
+    model.zero_grad(set_to_none=True)
+    q, keys, v = model.query.detach(), model.keys.detach(), model.embedding.detach()
+    s = keys @ q
+    dtype = torch.float64 if s.max() - s.min() > 60 else v.dtype
+    matrix, transposed = sentences.products(dtype)
+    s, q, keys, v = s.to(dtype), q.to(dtype), keys.to(dtype), v.to(dtype)
+    u = torch.exp(s - s.max())  # the shift cancels in a_{n,i}
+    out = matrix @ torch.cat([u[:, None] * v, u[:, None]], 1)  # (N, d + 1): C (u v), Z
+    z = out[:, -1:]
+    context = (out[:, :-1] / z).to(model.embedding.dtype).requires_grad_()
+    logits = context @ model.fixed_head if model.head is None else model.head(context)
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    dc = context.grad.to(dtype)
+    dz = -(context.detach().to(dtype) * dc).sum(1, keepdim=True) / z  # through Z_n
+    back = transposed @ torch.cat([dc / z, dz], 1)  # (V, d + 1)
+    grad_s = u * ((v * back[:, :-1]).sum(1) + back[:, -1])
+    grads = {model.embedding: u[:, None] * back[:, :-1], model.keys: grad_s[:, None] * q[None, :],
+             model.query: keys.T @ grad_s}
+    for p, grad in grads.items():
+        if p.requires_grad:
+            p.grad = grad.to(p.dtype)
+    return loss.item(), (logits.argmax(1) == labels).float().mean().item()
 
 
 @dataclasses.dataclass
@@ -98,19 +157,17 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
 
     desc = progress if isinstance(progress, str) else "gradient descent"
     bar = progress_bar(range(cfg.epochs + 1), desc=desc, unit="epoch", disable=not progress, miniters=100)
+    sentences = Sentences(tokens, model.embedding.shape[0], mask)
     for epoch in bar:
-        loss, acc = loss_and_accuracy(model, tokens, labels, mask)
-        if not torch.isfinite(loss):
-            raise UserError(f"the loss became {loss.item()} at epoch {epoch}; lower train.lr")
+        loss, acc = epoch_gradients(model, sentences, labels)
+        if not math.isfinite(loss):
+            raise UserError(f"the loss became {loss} at epoch {epoch}; lower train.lr")
         if epoch % cfg.snapshot_every == 0 or epoch == cfg.epochs:
-            snapshot(epoch, loss.item(), acc)
-        if epoch == cfg.epochs or opt is None:
-            continue
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+            snapshot(epoch, loss, acc)
+        if epoch < cfg.epochs and opt is not None:
+            opt.step()
     if opt is None:  # nothing trainable: one snapshot is the whole story
-        snapshot(cfg.epochs, loss.item(), acc)
+        snapshot(cfg.epochs, loss, acc)
     return History(**{k: np.asarray(v) for k, v in snaps.items()})
 
 
