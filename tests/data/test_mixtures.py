@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attndiff import UserError
-from attndiff.data.mixtures import GaussianMixture, two_modes
+from attndiff.data.mixtures import GaussianMixture, mixture, two_modes
 
 from ..conftest import GaussianDenoiser
 
@@ -34,3 +34,15 @@ def test_bad_mixtures_are_user_errors():
         GaussianMixture(torch.zeros(2, 1), torch.tensor([0.1, -0.1]), torch.tensor([0.5, 0.5]))
     with pytest.raises(UserError):
         GaussianMixture(torch.zeros(2, 1), torch.tensor([0.1, 0.1]), torch.tensor([0.5, 0.6]))
+
+
+def test_the_curve_is_a_thin_tube_around_an_isometrically_embedded_closed_curve():
+    mix = mixture("curve-16d")
+    t = torch.arange(128, dtype=torch.float64) * (2 * math.pi / 128)
+    curve = torch.stack([t.cos(), t.sin(), 0.5 * (3 * t).sin()], 1)
+    # the embedding keeps every distance between points of the curve: it is orthonormal
+    assert torch.allclose(torch.cdist(mix.means.double(), mix.means.double()), torch.cdist(curve, curve), atol=1e-5)
+    x, _ = mix.sample(4000, torch.Generator().manual_seed(0))
+    to_curve = torch.cdist(x, mix.means).min(1).values
+    assert to_curve.quantile(0.99) < 0.04 * 6.5  # within the tube (16-d noise of std 0.04 has norm about 0.16)
+    assert x.flatten(1).std(0).mean() == pytest.approx(0.25, abs=0.01)  # the scale the config's sigma_zeta uses

@@ -153,12 +153,13 @@ def test_ambient_baseline_refuses_symmetry_methods_with_their_own_loss(tmp_path)
         baselines.run_baseline(cfg, "ambient")
 
 
-def test_the_exact_testbed_runs_through_the_same_commands(tmp_path):
-    """configs/sfbd/gmm-2d.toml, shortened: SFBD and a baseline on a mixture, scored against the truth."""
+@pytest.mark.parametrize("name, dim", [("gmm-2d", 2), ("curve-16d", 16)])
+def test_the_exact_testbed_runs_through_the_same_commands(tmp_path, name, dim):
+    """configs/sfbd/<name>.toml, shortened: SFBD and a baseline on a mixture, scored against the truth."""
     import numpy as np
 
     root = Path(__file__).resolve().parents[2]
-    cfg = config.load(SFBDJobConfig, root / "configs/sfbd/gmm-2d.toml",
+    cfg = config.load(SFBDJobConfig, root / f"configs/sfbd/{name}.toml",
                       [f'out="{tmp_path / "gmm"}"', "data.limit=1010", "sfbd.clean_fraction=0.05", "train.steps=20",
                        "sfbd.rounds=1", "sfbd.forward_steps=10", "fid.n=200", "sample.steps=8", "sfbd.chunk=1000",
                        "sfbd.backward_batch=1000"])
@@ -168,7 +169,7 @@ def test_the_exact_testbed_runs_through_the_same_commands(tmp_path):
     assert all(r["energy"] > 0 and r["sliced_w2"] > 0 and 0 <= r["mode_tv"] <= 1 and "denoised_energy" in r
                for r in rounds)
     samples = np.load(run_dir / "samples" / "sfbd-samples.npz")["samples"]
-    assert samples.dtype == np.float32 and samples.shape == (200, 2, 1, 1)  # float, not uint8 images
+    assert samples.dtype == np.float32 and samples.shape == (200, dim, 1, 1)  # float, not uint8 images
     assert (run_dir / "samples" / "denoised-round1.png").exists()
     baseline = baselines.run_baseline(cfg, "noisy-only")
     assert "energy" in Run(baseline).last("noisy-only-eval")

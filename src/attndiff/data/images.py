@@ -5,8 +5,8 @@ Every dataset has a stable name: `mnist`, `fashion-mnist`, `emoji`, `digits`,
 `c4-mnist` (each MNIST image turned by a seeded random multiple of 90 degrees), `d4-emoji`
 (each emoji turned and mirrored at random) and `binary-mnist` (upright MNIST thresholded to
 {-1, 1}: the single-orientation toy set, 512 images with `limit = 512`), and the Gaussian
-mixtures of the exact testbed, `gmm-2d` and `gmm-32d` (vectors stored as (N, D, 1, 1), with a
-known density: attndiff.data.mixtures).
+mixtures of the exact testbed, `gmm-2d`, `gmm-32d` and `curve-16d` (a curved one-dimensional
+manifold; all stored as vectors (N, D, 1, 1), with a known density: attndiff.data.mixtures).
 
 Nothing is downloaded: each source is a file that a registry package installs (see
 `make setup`) or that the user brings.

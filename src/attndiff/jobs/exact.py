@@ -43,7 +43,13 @@ def scatter(x: torch.Tensor, dataset: str, path=None, title: str = "", ax=None) 
         xx, yy = torch.meshgrid(grid, grid, indexing="xy")
         density = mix.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1)).exp().reshape(xx.shape)
         ax.contour(xx, yy, density, levels=8, colors="#888888", linewidths=0.6)
-    pts = x.flatten(1)[:2000]
+    pts = x.flatten(1)[:2000].double()
+    if mix.dim > 2:  # the plane of the component means' two main directions, means drawn in grey
+        centre = mix.means.double().mean(0)
+        plane = torch.linalg.svd(mix.means.double() - centre, full_matrices=False)[2][:2].T  # (D, 2)
+        pts = (pts - centre) @ plane
+        means = (mix.means.double() - centre) @ plane
+        ax.scatter(means[:, 0], means[:, 1], s=6, color="#888888")
     ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="#4477aa")
     ax.set_title(title or dataset, fontsize=9)
     if mix.dim == 2:
