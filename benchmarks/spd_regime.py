@@ -1,0 +1,204 @@
+"""Structure-preserving diffusion where the data size matters: rotated MNIST at 600 / 3,000 / 6,000 images.
+
+First the regime (`--phase curve`): the plain UNet on the smallest and the largest set for
+--curve-steps, every checkpoint scored on c4-mnist's validation split. The step budget to use is
+one where 600 images are clearly worse than 6,000 (data, not steps, is the limit).
+
+Then (`--phase all`) every method at every size for --steps (same steps and batch), each
+selected on validation among its checkpoints (every --every steps) and reported at the selected
+checkpoint: test FID (N = --test-n, other sample seeds than validation's), Inv-FID (the same
+samples against the test set's group orbit: every test image in every orientation) and the
+equivariance error of its sampling denoiser, all in fp32. --seeds training seeds for none, fa and
+regular, one for the others. Equal training FLOPs: each model is also selected among its
+checkpoints within the FLOPs the plain model spends in --steps (frame averaging, at |G| times
+the FLOPs per step, gets a quarter of the steps under C4). Every run is a resumable run folder
+under --out (runs/spd-regime/); rerunning continues.
+
+    python benchmarks/spd_regime.py --phase curve
+    python benchmarks/spd_regime.py --steps 4000 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import save_results  # noqa: E402
+from spd import flops  # noqa: E402
+
+from attndiff import config, seeding  # noqa: E402
+from attndiff.data.images import load as load_images  # noqa: E402
+from attndiff.diffusion.training import TrainState  # noqa: E402
+from attndiff.diffusion.unet import count_parameters  # noqa: E402
+from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
+from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
+from attndiff.jobs.train import load_model, model_spec  # noqa: E402
+from attndiff.metrics import fid as fid_metric  # noqa: E402
+from attndiff.run import Run  # noqa: E402
+from attndiff.symmetry import groups  # noqa: E402
+from attndiff.symmetry.metrics import equivariance_error  # noqa: E402
+
+METHODS = ("none", "augment", "wt", "regular", "fa", "reg")
+SEEDED = ("none", "fa", "regular")
+# Rotated MNIST at 1% / 5% / 10% of 60,000 images (the issue's summary of arXiv 2402.19369)
+PAPER = {"sizes": [600, 3000, 6000], "fid": {"none": [5.97, 3.05, 3.47], "wt": [5.80, 3.34, 3.57],
+                                              "fa": [5.42, 3.09, 2.83]}}
+
+
+def job(args, size: int, method: str, seed: int, steps: int) -> SPDJobConfig:
+    name = f"{Path(args.config).stem}-n{size}-{method}-s{seed}"
+    sets = [*args.overrides, f"data.limit={size}", f"symmetry.method={method}", f"train.seed={seed}",
+            f"train.steps={steps}", f'out="{args.out}/{name}"', "fid.n=0", "symmetry_metrics.invariance=false"]
+    if method == "regular":
+        sets.append(f"unet.channels={args.regular_fields}")
+    return config.load(SPDJobConfig, args.config, sets)
+
+
+def validation(args, cfg: SPDJobConfig, upto: int) -> list[dict]:
+    return score_checkpoints(cfg.run_dir, every=args.every, upto=upto, dataset=cfg.data.name, split=args.fid.split,
+                             n=args.fid.n, sample_steps=cfg.sample.steps)
+
+
+def curve(args) -> dict:
+    out = {}
+    for size in (min(args.sizes), max(args.sizes)):
+        cfg = job(args, size, "none", args.first_seed, args.curve_steps)
+        run_spd(cfg)
+        out[str(size)] = [{k: r[k] for k in ("step", "fid", "fid_n")} for r in validation(args, cfg, 0)]
+    return {"curve": out, "curve_steps": args.curve_steps}
+
+
+def training_flops(cfg: SPDJobConfig) -> int:
+    """FLOPs per image of one training step of the config's method."""
+    shape = load_images(cfg.data.name, "test").shape
+    spec = model_spec(cfg, shape)
+    state = TrainState(spec.new_net(), cfg.train)
+    x = load_images(cfg.data.name, "test").images[:1]
+    return flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema), x)
+
+
+def orbit_features(group, n: int):
+    """Inception features of n images of the test set's group orbit (every image in every orientation)."""
+    test = load_images("c4-mnist", "test").images
+    orbit = group.orbit(test)
+    pick = torch.randperm(len(orbit), generator=torch.Generator().manual_seed(0))[:n]
+    return fid_metric.features(orbit[pick], progress="orbit features")
+
+
+def report(args, cfg: SPDJobConfig, chosen: dict, orbit) -> dict:
+    """Test FID, Inv-FID and the fp32 equivariance error of a selected checkpoint."""
+    c = next(c for c in candidates(cfg.run_dir) if c.path.name == chosen["checkpoint"])
+    test = score_checkpoint(Run(cfg.run_dir), c, dataset=cfg.data.name, split="test", n=args.test_n,
+                            sample_steps=cfg.sample.steps)
+    loaded = load_model(c.path, precision="fp32")
+    first = seeding.derive(0, "select", "test") % 2**31  # the samples the test FID scored
+    samples = loaded.sample(range(first, first + args.test_n), steps=cfg.sample.steps, progress=False)
+    inv = fid_metric.fid_from_features(fid_metric.features(samples, progress=False), orbit)
+    probe = load_images(cfg.data.name, "test").images[:16]
+    error = equivariance_error(loaded.denoiser, probe, groups.get(cfg.symmetry.group))
+    return {"step": c.step, "valid_fid": chosen["fid"], "test_fid": test["fid"], "inv_fid": inv,
+            "equivariance_error": error}
+
+
+def compare(args) -> dict:
+    group = groups.get(job(args, args.sizes[0], "none", 0, args.steps).symmetry.group)
+    orbit = orbit_features(group, args.test_n)
+    costs = {m: training_flops(job(args, args.sizes[0], m, 0, args.steps)) for m in args.methods}
+    per_image = {m: c["train_flops_per_image"] for m, c in costs.items()}
+    plain = per_image.get("none", min(per_image.values()))
+    runs = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for method in (m for m in args.methods if seed == args.first_seed or m in SEEDED):
+            for size in args.sizes:
+                cfg = job(args, size, method, seed, args.steps)
+                run_spd(cfg)
+                records = validation(args, cfg, args.steps)
+                equal = args.steps * plain / per_image[method]
+                within = [r for r in records if r["step"] <= equal] or records[:1]
+                entry = {"method": method, "size": size, "seed": seed,
+                         "parameters": count_parameters(load_model(cfg.run_dir).spec.new_net()),
+                         "equal_steps": report(args, cfg, best(records), orbit),
+                         "equal_flops": report(args, cfg, best(within), orbit)}
+                runs.append(entry)
+                print(entry)
+    return {"steps": args.steps, "cost": costs, "runs": runs}
+
+
+def summary(runs: list[dict], budget: str) -> dict:
+    out = {}
+    for r in runs:
+        cell = out.setdefault(f"{r['method']}/{r['size']}", {"test_fid": [], "inv_fid": [], "error": []})
+        cell["test_fid"].append(r[budget]["test_fid"])
+        cell["inv_fid"].append(r[budget]["inv_fid"])
+        cell["error"].append(r[budget]["equivariance_error"])
+    return {k: {m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None, "n": len(v)}
+                for m, v in cell.items()} for k, cell in out.items()}
+
+
+def fmt(s: dict | None, spec: str = ".1f") -> str:
+    if not s:
+        return "-"
+    return format(s["mean"], spec) + (f" ± {format(s['std'], spec)}" if s["std"] is not None else "")
+
+
+def table(args, results: dict) -> str:
+    lines = []
+    if "curve" in results:
+        lines += [f"Plain UNet, validation FID (N = {args.fid.n}) against steps:", "",
+                  "| images | " + " | ".join(str(r["step"]) for r in next(iter(results["curve"].values()))) + " |",
+                  "|---:|" + "---:|" * len(next(iter(results["curve"].values())))]
+        for size, rows in results["curve"].items():
+            lines.append(f"| {int(size):,} | " + " | ".join(f"{r['fid']:.1f}" for r in rows) + " |")
+    if "runs" in results:
+        for budget in ("equal_steps", "equal_flops"):
+            s = summary(results["runs"], budget)
+            lines += ["", f"{budget.replace('_', ' ')} ({results['steps']} steps of the plain model): "
+                      f"test FID / Inv-FID (N = {args.test_n}, fp32, mean ± std over seeds where several) and "
+                      "the equivariance error, at the checkpoint selected on validation:", "",
+                      "| method | " + " | ".join(f"{n:,} images" for n in args.sizes) + " | equivariance error |",
+                      "|---|" + "---:|" * (len(args.sizes) + 1)]
+            for m in args.methods:
+                cells = [f"{fmt(s.get(f'{m}/{n}', {}).get('test_fid'))} / {fmt(s.get(f'{m}/{n}', {}).get('inv_fid'))}"
+                         for n in args.sizes]
+                error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
+                lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
+        paper = PAPER["fid"]
+        lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
+                  "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"
+                                                         for m, vals in paper.items()) + "."]
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="configs/spd/c4-mnist-regime.toml")
+    p.add_argument("--phase", choices=("curve", "all"), default="all")
+    p.add_argument("--sizes", type=int, nargs="+", default=[600, 3000, 6000])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--curve-steps", type=int, default=8000)
+    p.add_argument("--steps", type=int, default=4000, help="training steps of every method (after the curve)")
+    p.add_argument("--every", type=int, default=1000, help="score checkpoints at multiples of this many steps")
+    p.add_argument("--test-n", type=int, default=500)
+    p.add_argument("--seeds", type=int, default=3, help="training seeds for none, fa and regular")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--regular-fields", type=int, default=8, help="unet.channels (fields) of the regular G-CNN")
+    p.add_argument("--name", default=None)
+    p.add_argument("--out", default="runs/spd-regime", help="folder of the run folders")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    args.fid = config.load(SPDJobConfig, args.config, args.overrides).fid
+    results = {"config": args.config, "sizes": args.sizes, "test_n": args.test_n, "paper": PAPER,
+               "regular_fields": args.regular_fields, **curve(args)}
+    if args.phase == "all":
+        results.update(compare(args))
+    save_results(args.name or f"spd-regime-{Path(args.config).stem}", results, table(args, results))
+
+
+if __name__ == "__main__":
+    main()
