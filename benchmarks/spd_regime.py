@@ -167,6 +167,11 @@ def table(args, results: dict) -> str:
                          for n in args.sizes]
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
                 lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
+        lines += ["", "Cost per image (torch's FLOP counter): training step and one call of the sampling denoiser "
+                  "(frame averaging: |G| passes):", "", "| method | MFLOP, training | MFLOP, denoiser call |",
+                  "|---|---:|---:|"]
+        lines += [f"| {m} | {c['train_flops_per_image'] / 1e6:.0f} | {c['sample_flops_per_image'] / 1e6:.0f} |"
+                  for m, c in results["cost"].items()]
         paper = PAPER["fid"]
         lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
                   "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"
