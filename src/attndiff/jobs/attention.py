@@ -10,7 +10,9 @@ its checkpoint) and reused when the command is run again.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -64,20 +66,43 @@ def summary(variant: str, mcfg: ModelConfig, corpus: Corpus, cfg: AttentionJobCo
     return record
 
 
-def run_variant(cfg: AttentionJobConfig, corpus: Corpus, run: Run, variant: str) -> History:
-    path = run.path / "dynamics" / f"{variant}.npz"
-    if run.done(final_tag(variant)) and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return History(**{k: z[k] for k in z.files})
-    run.truncate_metrics(lambda r: r.get("tag") not in (variant, final_tag(variant)))
+def train_variant(cfg: AttentionJobConfig, corpus: Corpus, variant: str, threads: int = 0,
+                  progress_bar: bool = True) -> tuple[History, dict[str, torch.Tensor], float]:
+    """One variant trained from its seed: its history, weights and seconds (here or in a worker process)."""
+    if threads:
+        torch.set_num_threads(threads)
     mcfg = variant_model(cfg.model, variant)
     torch.manual_seed(mcfg.seed)
     model = AttentionClassifier(mcfg, len(corpus.words), len(corpus.classes))
     t0 = time.perf_counter()
-    history = train_attention(model, corpus, cfg.train, padding=cfg.task.padding, progress=mcfg.variant)
-    seconds = time.perf_counter() - t0
-    write_npz(path, **history.arrays())
-    checkpoint.save(run.checkpoints / f"{variant}.safetensors", model.state_dict(),
+    history = train_attention(model, corpus, cfg.train, padding=cfg.task.padding,
+                              progress=mcfg.variant if progress_bar else False)
+    return history, model.state_dict(), time.perf_counter() - t0
+
+
+def train_variants(cfg: AttentionJobConfig, corpus: Corpus, variants: list[str]):
+    """Yields (variant, trained) as each finishes; several at once in worker processes when there
+    are cores for them (an epoch is a few small sparse products, which more threads speed up
+    less than more processes do)."""
+    workers = min(len(variants), torch.get_num_threads())
+    if workers < 2:
+        yield from ((v, train_variant(cfg, corpus, v)) for v in variants)
+        return
+    progress.say(f"training {len(variants)} variants in {workers} processes")
+    threads = max(1, torch.get_num_threads() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(train_variant, cfg, corpus, v, threads, False): v for v in variants}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def save_variant(cfg: AttentionJobConfig, corpus: Corpus, run: Run, variant: str, trained: tuple) -> None:
+    """A trained variant's dynamics, checkpoint, metrics and summary record."""
+    history, weights, seconds = trained
+    mcfg = variant_model(cfg.model, variant)
+    run.truncate_metrics(lambda r: r.get("tag") not in (variant, final_tag(variant)))
+    write_npz(run.path / "dynamics" / f"{variant}.npz", **history.arrays())
+    checkpoint.save(run.checkpoints / f"{variant}.safetensors", weights,
                     {"config": config.to_dict(cfg), "variant": variant, "vocab": len(corpus.words)})
     for i, epoch in enumerate(history.epochs):
         run.log({"tag": variant, "step": int(epoch), "loss": float(history.loss[i]),
@@ -87,8 +112,16 @@ def run_variant(cfg: AttentionJobConfig, corpus: Corpus, run: Run, variant: str)
               "epochs_per_s": cfg.train.epochs / seconds}
     run.log(record)
     progress.say(f"{mcfg.variant}: loss {record['loss']:.4f}, test accuracy {record['test_acc']:.3f}"
-               + (f", SEN deviation {record['sen_deviation_max']:.2e}" if "sen_deviation_max" in record else ""))
-    return history
+                 + (f", SEN deviation {record['sen_deviation_max']:.2e}" if "sen_deviation_max" in record else ""))
+
+
+def load_variant(run: Run, variant: str) -> History | None:
+    """A finished variant's dynamics, or None."""
+    path = run.path / "dynamics" / f"{variant}.npz"
+    if not (run.done(final_tag(variant)) and path.exists()):
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return History(**{k: z[k] for k in z.files})
 
 
 def run_attention(cfg: AttentionJobConfig) -> Path:
@@ -98,7 +131,11 @@ def run_attention(cfg: AttentionJobConfig) -> Path:
     sizes = {k: len(v) for k, v in corpus.splits.items()}
     progress.say(f"{cfg.name}: task {corpus.name}, {len(corpus.words):,} words, sentences {sizes}, "
                  f"length {corpus.tokens.shape[1]}; variants {', '.join(cfg.variants)}; run folder {run.path}")
-    histories = {v: run_variant(cfg, corpus, run, v) for v in cfg.variants}
+    histories = {v: load_variant(run, v) for v in cfg.variants}
+    pending = [v for v, h in histories.items() if h is None]
+    for variant, trained in train_variants(cfg, corpus, pending):  # each saved as soon as it is done
+        save_variant(cfg, corpus, run, variant, trained)
+        histories[variant] = trained[0]
     if cfg.baseline and not len(corpus.topic_ids) and not run.done(BASELINE):
         acc = bag_of_words_baseline(corpus)
         run.log({"tag": BASELINE, "test_acc": acc})
