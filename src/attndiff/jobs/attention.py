@@ -88,11 +88,12 @@ def train_variants(cfg: AttentionJobConfig, corpus: Corpus, variants: list[str])
     if workers < 2:
         yield from ((v, train_variant(cfg, corpus, v)) for v in variants)
         return
-    progress.say(f"training {len(variants)} variants in {workers} processes")
     threads = max(1, torch.get_num_threads() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            progress.bar(total=len(variants), desc=f"variants ({workers} processes)", unit="variant") as bar:
         futures = {pool.submit(train_variant, cfg, corpus, v, threads, False): v for v in variants}
         for future in as_completed(futures):
+            bar.update(1)
             yield futures[future], future.result()
 
 
