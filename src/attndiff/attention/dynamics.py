@@ -179,6 +179,17 @@ def tracked_words(corpus: Corpus, history: History, top: int) -> np.ndarray:
     return np.array([w for w in order if w not in (PAD, UNK)][:top])
 
 
+def top_word_purity(history: History, corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """Per snapshot: the purity |p_pos - p_neg| of the top-scoring real word (its class shares
+    over the training sentences it appears in) and its training count."""
+    count, class_counts, _ = corpus.word_stats
+    scores = history.scores.copy()
+    scores[:, [PAD, UNK]] = -np.inf
+    top = scores.argmax(1)
+    shares = (class_counts[top] / count[top].clamp_min(1)[:, None]).numpy()
+    return np.abs(shares[:, 0] - shares[:, -1]), count[top].numpy()
+
+
 def word_m(corpus: Corpus, words: np.ndarray, task_m: int) -> np.ndarray:
     """The theory's m per word: the task's m (synthetic), else the mean sentence length minus 1."""
     if len(corpus.topic_ids):

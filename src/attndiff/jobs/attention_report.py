@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from attndiff.attention.dynamics import History, sen_theory, tracked_words, word_m
+from attndiff.attention.dynamics import History, sen_theory, top_word_purity, tracked_words, word_m
 from attndiff.attention.model import variant_model
-from attndiff.attention.task import PAD, UNK, Corpus
+from attndiff.attention.task import Corpus
 from attndiff.report.figures import plt
 from attndiff.report.html import fig_tag, table
 from attndiff.run import Run
@@ -67,16 +67,11 @@ def histograms(history: History, words: np.ndarray, label: str):
 
 def purity_figure(history: History, corpus: Corpus):
     """Topic purity |p_pos - p_neg| and frequency of the top-scoring word at each snapshot."""
-    count, class_counts, _ = corpus.word_stats
-    scores = history.scores.copy()
-    scores[:, [PAD, UNK]] = -np.inf
-    top = scores.argmax(1)
-    shares = (class_counts[top] / count[top].clamp_min(1)[:, None]).numpy()
-    purity = np.abs(shares[:, 0] - shares[:, -1])
+    purity, count = top_word_purity(history, corpus)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     axes[0].plot(history.epochs, purity)
     axes[0].set_title("purity |p_pos - p_neg| of the top-scoring word")
-    axes[1].semilogy(history.epochs, count[top].numpy())
+    axes[1].semilogy(history.epochs, count)
     axes[1].set_title("its frequency in the training split")
     for ax in axes:
         ax.set_xlabel("epoch")
