@@ -45,6 +45,6 @@ def test_choices_come_from_the_registries():
     from attndiff.diffusion import model
     from attndiff.jobs.spd import SPDJobConfig
 
-    with pytest.raises(UserError, match="unknown model method 'magic'.*none, augment, wt, fa, reg"):
+    with pytest.raises(UserError, match="unknown model method 'magic'.*none, augment, wt, regular, fa, reg"):
         config.load(SPDJobConfig, None, ["symmetry.method=magic"])
-    assert {"none", "augment", "wt", "fa", "reg"} <= set(model.RECIPES)
+    assert {"none", "augment", "wt", "regular", "fa", "reg"} <= set(model.RECIPES)
