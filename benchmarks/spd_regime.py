@@ -75,11 +75,11 @@ def curve(args) -> dict:
 
 def training_flops(cfg: SPDJobConfig) -> int:
     """FLOPs per image of one training step of the config's method."""
-    shape = load_images(cfg.data.name, "test").shape
-    spec = model_spec(cfg, shape)
+    test = load_images(cfg.data.name, "test")
+    spec = model_spec(cfg, test.shape)
     state = TrainState(spec.new_net(), cfg.train)
-    x = load_images(cfg.data.name, "test").images[:1]
-    return flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema), x)
+    return flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema),
+                 test.images[:1])
 
 
 def orbit_features(group, n: int):
