@@ -52,17 +52,20 @@ PAPER = {"daras-2024, 10% clean": {"clean-only": 17.3, "clean+noisy (ambient)": 
          "sfbd": {"4% clean": 6.31, "10% clean": 3.58}}
 
 
-def job(args, seed: int, **sets) -> SFBDJobConfig:
+def job(args, seed: int, method: str = "sfbd", **sets) -> SFBDJobConfig:
     """A run of the comparison. Its own FID evaluations are off: `validation` scores checkpoints
-    with the config's [fid] section instead, so nothing is sampled and scored twice."""
-    name = f"{Path(args.config).stem}-c{args.fraction:g}-s{seed}"
+    with the config's [fid] section instead, so nothing is sampled and scored twice. --tag names
+    SFBD's runs only: the baselines' training does not depend on SFBD's settings (a larger step
+    budget resumes them, the learning rate being constant after warm-up)."""
+    name = f"{Path(args.config).stem}-c{args.fraction:g}-s{seed}" + (args.tag if method == "sfbd" else "")
     overrides = [f"sfbd.clean_fraction={args.fraction}", f"train.seed={seed}", "sfbd.keep_denoised=true",
                  f'out="runs/regime/{name}"', *args.overrides, *(f"{k}={v}" for k, v in sets.items()),
                  "fid.n=0", "sfbd.denoised_fid_n=0"]
     return config.load(SFBDJobConfig, args.config, overrides)
 
 
-def run_dir(cfg: SFBDJobConfig, method: str) -> Path:
+def run_dir(args, seed: int, method: str) -> Path:
+    cfg = job(args, seed, method)
     return cfg.run_dir if method == "sfbd" else cfg.run_dir.with_name(f"{cfg.run_dir.name}-{method}")
 
 
@@ -77,15 +80,16 @@ def references(cfg: SFBDJobConfig, method: str) -> dict[str, torch.Tensor]:
     return refs
 
 
-def validation(args, cfg, method: str, upto: int, refs: dict[str, torch.Tensor]) -> list[dict]:
+def validation(args, cfg, seed: int, method: str, upto: int, refs: dict[str, torch.Tensor]) -> list[dict]:
     """Every --every steps up to `upto`: FID on the config's [fid] split and N, and copies of `refs`."""
-    return score_checkpoints(run_dir(cfg, method), every=args.every, upto=upto, dataset=cfg.data.name,
+    return score_checkpoints(run_dir(args, seed, method), every=args.every, upto=upto, dataset=cfg.data.name,
                              split=args.fid.split, n=args.fid.n, sample_steps=cfg.sample.steps, references=refs)
 
 
-def test_score(args, cfg, method: str, chosen: dict, refs: dict[str, torch.Tensor]) -> dict:
-    c = next(c for c in candidates(run_dir(cfg, method)) if c.path.name == chosen["checkpoint"])
-    return score_checkpoint(Run(run_dir(cfg, method)), c, dataset=cfg.data.name, split="test", n=args.test_n,
+def test_score(args, cfg, seed: int, method: str, chosen: dict, refs: dict[str, torch.Tensor]) -> dict:
+    folder = run_dir(args, seed, method)
+    c = next(c for c in candidates(folder) if c.path.name == chosen["checkpoint"])
+    return score_checkpoint(Run(folder), c, dataset=cfg.data.name, split="test", n=args.test_n,
                             sample_steps=cfg.sample.steps, references=refs)
 
 
@@ -101,9 +105,9 @@ def budgets(cfg: SFBDJobConfig, every: int) -> dict[str, int]:
 
 
 def curve(args) -> dict:
-    cfg = job(args, args.first_seed, **{"train.steps": args.curve_steps, "sfbd.rounds": 0})
+    cfg = job(args, args.first_seed, "clean-only", **{"train.steps": args.curve_steps, "sfbd.rounds": 0})
     run_baseline(cfg, "clean-only")
-    records = validation(args, cfg, "clean-only", 0, references(cfg, "clean-only"))
+    records = validation(args, cfg, args.first_seed, "clean-only", 0, references(cfg, "clean-only"))
     clean = load_split(cfg).clean
     settings = {"dataset": cfg.data.name, "subset": cfg.data.limit, "batch": cfg.train.batch_size,
                 "parameters": count_parameters(model_spec(cfg, clean.shape).new_net()), "lr": cfg.train.lr,
@@ -126,7 +130,7 @@ def train(args, seed: int, method: str, budget: dict) -> None:
     if method == "sfbd":
         run_sfbd(job(args, seed))
     else:
-        run_baseline(job(args, seed, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}), method)
+        run_baseline(job(args, seed, method, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}), method)
 
 
 def compare(args) -> dict:
@@ -135,12 +139,12 @@ def compare(args) -> dict:
     runs = []
     for seed, method in plan(args):
         train(args, seed, method, budget)
-        cfg = job(args, seed)
+        cfg = job(args, seed, method)
         entry, refs = {"method": method, "seed": seed}, references(cfg, method)
         for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
-            records = validation(args, cfg, method, budget[limit], refs)
+            records = validation(args, cfg, seed, method, budget[limit], refs)
             chosen = best(records)
-            entry[limit] = {"best": chosen, "test": test_score(args, cfg, method, chosen, refs),
+            entry[limit] = {"best": chosen, "test": test_score(args, cfg, seed, method, chosen, refs),
                             "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
         runs.append(entry)
     return {"budget": budget, "runs": runs, **ceilings(args, job(args, args.first_seed))}
@@ -218,11 +222,11 @@ def samples_figure(args, results: dict, path: Path) -> None:
     """The first seed's test samples of every model at its selected checkpoint, side by side."""
     from PIL import Image
 
-    cfg, shown = job(args, args.first_seed), []
+    shown = []
     for run in results.get("runs", []):
         if run["seed"] == args.first_seed:
             stem = Path(run["steps"]["best"]["checkpoint"]).stem
-            grid = run_dir(cfg, run["method"]) / "samples" / f"select-test-{stem}.png"
+            grid = run_dir(args, run["seed"], run["method"]) / "samples" / f"select-test-{stem}.png"
             if grid.exists():
                 shown.append((run["method"], run["steps"]["best"]["step"], np.asarray(Image.open(grid))))
     if not shown:
@@ -290,6 +294,7 @@ def main():
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--name", default=None)
+    p.add_argument("--tag", default="", help="suffix of SFBD's run folders (for SFBD settings changed with --set)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
     torch.set_num_threads(2)

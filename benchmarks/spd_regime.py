@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
 from spd import flops  # noqa: E402
 
-from attndiff import config, seeding  # noqa: E402
+from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
 from attndiff.diffusion.training import TrainState  # noqa: E402
 from attndiff.diffusion.unet import count_parameters  # noqa: E402
@@ -91,18 +91,16 @@ def orbit_features(group, n: int):
 
 
 def report(args, cfg: SPDJobConfig, chosen: dict, orbit) -> dict:
-    """Test FID, Inv-FID and the fp32 equivariance error of a selected checkpoint."""
+    """Test FID, Inv-FID (the same samples against the orbit's features) and the fp32
+    equivariance error of a selected checkpoint."""
     c = next(c for c in candidates(cfg.run_dir) if c.path.name == chosen["checkpoint"])
     test = score_checkpoint(Run(cfg.run_dir), c, dataset=cfg.data.name, split="test", n=args.test_n,
-                            sample_steps=cfg.sample.steps)
+                            sample_steps=cfg.sample.steps, fid_against={"orbit": orbit})
     loaded = load_model(c.path, precision="fp32")
-    first = seeding.derive(0, "select", "test") % 2**31  # the samples the test FID scored
-    samples = loaded.sample(range(first, first + args.test_n), steps=cfg.sample.steps, progress=False)
-    inv = fid_metric.fid_from_features(fid_metric.features(samples, progress=False), orbit)
     probe = load_images(cfg.data.name, "test").images[:16]
     error = equivariance_error(loaded.denoiser, probe, groups.get(cfg.symmetry.group))
-    return {"step": c.step, "valid_fid": chosen["fid"], "test_fid": test["fid"], "inv_fid": inv,
-            "equivariance_error": error}
+    return {"step": c.step, "valid_fid": chosen["fid"], "test_fid": test["fid"], "inv_fid": test["fid_orbit"],
+            "equivariance_error": error, "parameters": count_parameters(loaded.spec.new_net())}
 
 
 def compare(args) -> dict:
@@ -121,7 +119,6 @@ def compare(args) -> dict:
                 equal = args.steps * plain / per_image[method]
                 within = [r for r in records if r["step"] <= equal] or records[:1]
                 entry = {"method": method, "size": size, "seed": seed,
-                         "parameters": count_parameters(load_model(cfg.run_dir).spec.new_net()),
                          "equal_steps": report(args, cfg, best(records), orbit),
                          "equal_flops": report(args, cfg, best(within), orbit)}
                 runs.append(entry)

@@ -1,8 +1,11 @@
 """Model selection: a run's checkpoints in training order, scored once on held-out data."""
 
+import pytest
+
 from attndiff import UserError
 from attndiff.jobs import selection
 from attndiff.jobs.sfbd import load_split, read_denoised, run_sfbd
+from attndiff.metrics import fid as fid_metric
 from attndiff.run import Run
 from tests.jobs.test_sfbd import tiny
 
@@ -36,6 +39,11 @@ def test_checkpoints_are_scored_once_and_the_best_is_the_lowest(tmp_path):
     again = selection.score_checkpoints(run_dir, every=4, **options)  # read back, not recomputed
     assert [{**r, "time": 0} for r in again] == [{**r, "time": 0} for r in records]
     assert len(Run(run_dir).find(selection.SELECT)) == 3
+    # further FIDs of the same samples (an Inv-FID's orbit): asked for later, the checkpoint is scored again
+    own = fid_metric.reference_features("digits", "test", 8, resolution=split.clean.shape[-1], progress=False)
+    first = selection.candidates(run_dir, every=4)[0]
+    more = selection.score_checkpoint(Run(run_dir), first, fid_against={"own": own}, **options)
+    assert more["fid_own"] == pytest.approx(more["fid"]) and more["fid"] == pytest.approx(records[0]["fid"])
     try:
         selection.score_checkpoints(run_dir, every=1000, **options)
     except UserError as e:

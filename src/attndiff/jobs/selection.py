@@ -61,19 +61,26 @@ def candidates(run_dir: str | Path, *, every: int = 0, upto: int = 0) -> list[Ca
 
 
 def score_checkpoint(run: Run, c: Candidate, *, dataset: str, split: str, n: int, sample_steps: int = 12,
-                     references: dict[str, torch.Tensor] | None = None, precision: str = "fp32",
-                     batch_size: int = 250) -> dict:
-    """FID of n EMA samples of checkpoint c against n images of `split`, and the near-copy rate
-    against each reference set (`copy_<name>`); logged once, read back on a rerun."""
+                     references: dict[str, torch.Tensor] | None = None, fid_against: dict | None = None,
+                     precision: str = "fp32", batch_size: int = 250) -> dict:
+    """FID of n EMA samples of checkpoint c against n images of `split`, the FID of the same
+    samples against each further set of Inception features in `fid_against` (`fid_<name>`: an
+    Inv-FID's group orbit, say) and the near-copy rate against each image set in `references`
+    (`copy_<name>`); logged once, read back on a rerun."""
+    keys = [f"fid_{k}" for k in fid_against or {}] + [f"copy_{k}" for k in references or {}]
     done = run.last(SELECT, checkpoint=c.path.name, split=split, fid_n=n)
-    if done is not None:
+    if done is not None and all(k in done for k in keys):
         return done
     first = seeding.derive(0, "select", split) % 2**31  # each split its own samples
     samples = load_model(c.path).sample(range(first, first + n), steps=sample_steps, batch_size=batch_size,
                                         progress=False)
     save_grid(samples[:64], run.samples / f"{SELECT}-{split}-{c.path.stem}.png")
+    gen = fid_metric.features(samples, precision=precision, progress=False)
     record = {"tag": SELECT, "checkpoint": c.path.name, "phase": c.phase, "step": c.step, "split": split,
-              **fid_metric.fid(samples, dataset, split, n, precision=precision, progress=False)}
+              **fid_metric.fid_against(gen, dataset, split, n, resolution=samples.shape[-1], precision=precision,
+                                       progress=False)}
+    for name, feats in (fid_against or {}).items():
+        record[f"fid_{name}"] = fid_metric.fid_from_features(gen, feats)
     for name, images in (references or {}).items():
         record[f"copy_{name}"] = copy_rate(samples, images)["copy_rate"]
     run.log(record)

@@ -209,10 +209,17 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
 def fid(samples: torch.Tensor, dataset: str, split: str = "test", n: int | None = None, *,
         with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
     """FID (and KID) of samples against n images of a dataset split (n defaults to len(samples))."""
-    n = n or len(samples)
-    ref = reference_features(dataset, split, n, resolution=samples.shape[-1], precision=precision, progress=progress)
     gen = features(samples, precision=precision, progress="sample features" if progress else False)
-    out = {"fid": fid_from_features(gen, ref), "fid_n": len(samples)}
+    return fid_against(gen, dataset, split, n, resolution=samples.shape[-1], with_kid=with_kid, precision=precision,
+                       progress=progress)
+
+
+def fid_against(gen: np.ndarray, dataset: str, split: str = "test", n: int | None = None, *, resolution: int,
+                with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
+    """`fid` of samples whose features are already computed (`features` at this precision)."""
+    ref = reference_features(dataset, split, n or len(gen), resolution=resolution, precision=precision,
+                             progress=progress)
+    out = {"fid": fid_from_features(gen, ref), "fid_n": len(gen)}
     if with_kid:
         out["kid"] = kid(gen, ref)
     return out
