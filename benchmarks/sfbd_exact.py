@@ -126,6 +126,31 @@ def figures(args, cells: list[dict], table: dict, methods) -> None:
     fig.suptitle(f"{pick['n_clean']} clean points, sigma_zeta {pick['sigma_zeta']:g}, seed {pick['seed']}")
     fig.tight_layout()
     save_figure(fig, HERE / "results" / f"{args.name}-samples.png")
+    rounds_figure(args, cells, sigmas)
+
+
+def rounds_figure(args, cells: list[dict], sigmas: list[float]) -> None:
+    """SFBD's energy distance after each round (0: its pretrained model), mean ± std over seeds, one
+    line per clean count; clean-only's final distance as a dotted line of the same colour."""
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(4.2 * len(sigmas), 3.6), squeeze=False, sharey=True)
+    for ax, sigma in zip(axes[0], sigmas):
+        for i, n in enumerate(sorted({c["n_clean"] for c in cells})):
+            group = [c for c in cells if c["n_clean"] == n and c["sigma_zeta"] == sigma]
+            if not group:
+                continue
+            curves = np.array([[r["energy"] for r in c["sfbd"]["by_round"]] for c in group])
+            ax.errorbar(range(curves.shape[1]), curves.mean(0), curves.std(0, ddof=1) if len(group) > 1 else None,
+                        marker="o", capsize=3, color=f"C{i}", label=f"{n} clean")
+            ax.axhline(statistics.fmean(c["clean-only"]["energy"] for c in group), color=f"C{i}", ls=":", lw=1)
+            ax.set_xticks(range(curves.shape[1]))
+        ax.set_yscale("log")
+        ax.set_xlabel("SFBD round (0: pretrained on the clean points)")
+        ax.set_title(f"sigma_zeta {sigma:g}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("energy distance to the truth")
+    axes[0, 0].legend(fontsize=7, title="dotted: clean-only", title_fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, HERE / "results" / f"{args.name}-rounds.png")
 
 
 def main():
@@ -188,7 +213,7 @@ def main():
             f"scale, so a rate at or below it is no sign of copying); "
             f"{NOISY:,} noisy points, data scale {scale:.3f}, every model trained for {cells[0]['total_steps']} steps. "
             f"Figures: `results/{args.name}.png` (distance against clean points), "
-            f"`results/{args.name}-samples.png`.\n\n"
+            f"`results/{args.name}-rounds.png` (SFBD's distance by round), `results/{args.name}-samples.png`.\n\n"
             + "\n".join(lines))
     results = {"config": args.config, "data_scale": scale, "truth_loglik": truth_loglik, "cells": cells,
                "summary": table}

@@ -275,10 +275,32 @@ def compare_table(results: dict) -> list[str]:
             lines.append(f"| {m} | {fmt(v['test_fid'])} | {', '.join(map(str, v['best_step']))} | "
                          f"{fmt(v['copy_clean'], pct=True)} | {fmt(v['copy_originals'], pct=True)} | "
                          f"{fmt(v.get('copy_denoised'), pct=True)} | {fmt(w['test_fid']) if w else '-'} |")
+    lines += paper_table(s)
     lines += ["", f"What the models learn from, scored the same way (test FID, N = {results['test_n']}): the clean "
               f"part itself, repeated to N (a model that copies it perfectly): {results['clean_part_fid']:.1f}; "
               "SFBD's denoised sets by round (first seed): "
               + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]), ""]
+    return lines
+
+
+def paper_table(s: dict) -> list[str]:
+    """Each method's test FID as a ratio to clean-only's, beside the same ratio in the papers
+    (CIFAR-10, 10% clean: the only fraction where both papers give clean-only and the others)."""
+    base = s.get("clean-only@steps")
+    if not base:
+        return []
+    paper = PAPER["daras-2024, 10% clean"]
+    theirs = {"clean-only": 1.0, "sfbd": PAPER["sfbd"]["10% clean"] / paper["clean-only"],
+              "ambient": paper["clean+noisy (ambient)"] / paper["clean-only"],
+              "oracle": paper["oracle"] / paper["clean-only"]}
+    lines = ["", "Test FID as a ratio to clean-only's (mean over seeds), beside the papers' ratio on CIFAR-10 at 10% "
+             "clean (Daras et al. 2024 for clean-only, ambient and all-clean; the SFBD paper for SFBD):", "",
+             "| method | here | papers |", "|---|---:|---:|"]
+    for m in METHODS:
+        v = s.get(f"{m}@steps")
+        if v:
+            lines.append(f"| {m} | {v['test_fid']['mean'] / base['test_fid']['mean']:.2f} | "
+                         + (f"{theirs[m]:.2f}" if m in theirs else "-") + " |")
     return lines
 
 
