@@ -77,8 +77,8 @@ def score_checkpoint(run: Run, c: Candidate, *, dataset: str, split: str, n: int
     save_grid(samples[:64], run.samples / f"{SELECT}-{split}-{c.path.stem}.png")
     gen = fid_metric.features(samples, precision=precision, progress=False)
     record = {"tag": SELECT, "checkpoint": c.path.name, "phase": c.phase, "step": c.step, "split": split,
-              **fid_metric.fid_against(gen, dataset, split, n, resolution=samples.shape[-1], precision=precision,
-                                       progress=False)}
+              **fid_metric.fid_of_features(gen, dataset, split, n, resolution=samples.shape[-1],
+                                           precision=precision, progress=False)}
     for name, feats in (fid_against or {}).items():
         record[f"fid_{name}"] = fid_metric.fid_from_features(gen, feats)
     for name, images in (references or {}).items():

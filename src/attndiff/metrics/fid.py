@@ -210,11 +210,11 @@ def fid(samples: torch.Tensor, dataset: str, split: str = "test", n: int | None 
         with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
     """FID (and KID) of samples against n images of a dataset split (n defaults to len(samples))."""
     gen = features(samples, precision=precision, progress="sample features" if progress else False)
-    return fid_against(gen, dataset, split, n, resolution=samples.shape[-1], with_kid=with_kid, precision=precision,
-                       progress=progress)
+    return fid_of_features(gen, dataset, split, n, resolution=samples.shape[-1], with_kid=with_kid,
+                           precision=precision, progress=progress)
 
 
-def fid_against(gen: np.ndarray, dataset: str, split: str = "test", n: int | None = None, *, resolution: int,
+def fid_of_features(gen: np.ndarray, dataset: str, split: str = "test", n: int | None = None, *, resolution: int,
                 with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
     """`fid` of samples whose features are already computed (`features` at this precision)."""
     ref = reference_features(dataset, split, n or len(gen), resolution=resolution, precision=precision,
