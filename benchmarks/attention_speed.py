@@ -102,7 +102,7 @@ def table(results: dict) -> str:
     text = results["text"]
     speed = ", ".join(f"{k} {v:.0f}" for k, v in text["epochs_per_s"].items())
     lines += ["", f"Real text ({text['config']}, {text['epochs']:,} full-batch epochs per head): epochs per second "
-              f"{speed}."]
+              f"{speed}, each head's own rate while the heads train at once in worker processes sharing the cores."]
     return "\n".join(lines)
 
 

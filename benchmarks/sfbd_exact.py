@@ -33,7 +33,7 @@ from attndiff.data.mixtures import mixture  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
 from attndiff.jobs.exact import scatter, truth  # noqa: E402
 from attndiff.jobs.sfbd import SFBDJobConfig, load_split, run_sfbd  # noqa: E402
-from attndiff.jobs.sfbd_baselines import run_baseline  # noqa: E402
+from attndiff.jobs.sfbd_baselines import run_baseline, run_folder  # noqa: E402
 from attndiff.metrics.distribution import mixture_scores  # noqa: E402
 from attndiff.metrics.memorization import copy_rate  # noqa: E402
 from attndiff.report.figures import plt, save_figure  # noqa: E402
@@ -119,7 +119,7 @@ def figures(args, cells: list[dict], table: dict, methods) -> None:
     cfg = job(args, pick["n_clean"], pick["sigma_zeta"], pick["seed"])
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(3.2 * (len(methods) + 1), 3.4))
     for ax, m in zip(axes, methods):
-        run_dir = cfg.run_dir if m == "sfbd" else cfg.run_dir.with_name(f"{cfg.run_dir.name}-{m}")
+        run_dir = cfg.run_dir if m == "sfbd" else run_folder(cfg, m)
         x = torch.from_numpy(np.load(run_dir / "samples" / f"{m}-samples.npz")["samples"])
         scatter(x, cfg.data.name, title=m, ax=ax)
     scatter(truth(cfg.data.name), cfg.data.name, title="truth (fresh draws)", ax=axes[-1])

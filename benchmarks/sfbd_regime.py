@@ -39,7 +39,7 @@ from attndiff.diffusion.sampling import evaluations  # noqa: E402
 from attndiff.diffusion.unet import count_parameters  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.sfbd import SFBDJobConfig, load_split, read_denoised, run_sfbd  # noqa: E402
-from attndiff.jobs.sfbd_baselines import run_baseline  # noqa: E402
+from attndiff.jobs.sfbd_baselines import run_baseline, run_folder  # noqa: E402
 from attndiff.jobs.train import model_spec  # noqa: E402
 from attndiff.metrics import fid as fid_metric  # noqa: E402
 from attndiff.report.figures import plt, save_figure  # noqa: E402
@@ -66,7 +66,7 @@ def job(args, seed: int, method: str = "sfbd", **sets) -> SFBDJobConfig:
 
 def run_dir(args, seed: int, method: str) -> Path:
     cfg = job(args, seed, method)
-    return cfg.run_dir if method == "sfbd" else cfg.run_dir.with_name(f"{cfg.run_dir.name}-{method}")
+    return cfg.run_dir if method == "sfbd" else run_folder(cfg, method)
 
 
 def references(cfg: SFBDJobConfig, method: str) -> dict[str, torch.Tensor]:
@@ -262,11 +262,13 @@ def compare_table(results: dict) -> list[str]:
     if "summary" not in results:
         return []
     b, s = results["budget"], results["summary"]
+    baselines = any(r["method"] != "sfbd" for r in results["runs"])
     lines = [f"Every model trained for {b['steps']} steps (SFBD: pretraining + rounds) and reported at its best "
-             f"checkpoint on validation; the baselines also at {b['equal_evaluations']} steps, where their training "
-             f"(about 3 network evaluations per image) adds up to SFBD's {b['backward_evaluations']:,} backward "
-             f"evaluations as well. Test FID at N = {results['test_n']} (sample seeds other than validation's); "
-             "mean ± std (seeds):", "",
+             "checkpoint on validation" + (f"; the baselines also at {b['equal_evaluations']} steps, where their "
+                                           "training (about 3 network evaluations per image) adds up to SFBD's "
+                                           f"{b['backward_evaluations']:,} backward evaluations as well" if baselines
+                                           else " (SFBD only in this run)")
+             + f". Test FID at N = {results['test_n']} (sample seeds other than validation's); mean ± std (seeds):", "",
              "| method | test FID | best step | copies: clean | originals | denoised | "
              "test FID, equal evaluations |", "|---|---:|---|---:|---:|---:|---:|"]
     for m in METHODS:

@@ -73,13 +73,13 @@ def curve(args) -> dict:
     return {"curve": out, "curve_steps": args.curve_steps}
 
 
-def training_flops(cfg: SPDJobConfig) -> int:
-    """FLOPs per image of one training step of the config's method."""
+def training_flops(cfg: SPDJobConfig) -> dict[str, int]:
+    """FLOPs per image of one training step and one sampling call of the config's method, and its parameters."""
     test = load_images(cfg.data.name, "test")
     spec = model_spec(cfg, test.shape)
     state = TrainState(spec.new_net(), cfg.train)
-    return flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema),
-                 test.images[:1])
+    return {**flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema),
+                    test.images[:1]), "parameters": count_parameters(state.net)}
 
 
 def orbit_features(group, n: int):
@@ -100,7 +100,7 @@ def report(args, cfg: SPDJobConfig, chosen: dict, orbit) -> dict:
     probe = load_images(cfg.data.name, "test").images[:16]
     error = equivariance_error(loaded.denoiser, probe, groups.get(cfg.symmetry.group))
     return {"step": c.step, "valid_fid": chosen["fid"], "test_fid": test["fid"], "inv_fid": test["fid_orbit"],
-            "equivariance_error": error, "parameters": count_parameters(loaded.spec.new_net())}
+            "equivariance_error": error}
 
 
 def compare(args) -> dict:
@@ -165,10 +165,10 @@ def table(args, results: dict) -> str:
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
                 lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
         lines += ["", "Cost per image (torch's FLOP counter): training step and one call of the sampling denoiser "
-                  "(frame averaging: |G| passes):", "", "| method | MFLOP, training | MFLOP, denoiser call |",
-                  "|---|---:|---:|"]
-        lines += [f"| {m} | {c['train_flops_per_image'] / 1e6:.0f} | {c['sample_flops_per_image'] / 1e6:.0f} |"
-                  for m, c in results["cost"].items()]
+                  "(frame averaging: |G| passes):", "",
+                  "| method | parameters | MFLOP, training | MFLOP, denoiser call |", "|---|---:|---:|---:|"]
+        lines += [f"| {m} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
+                  f"{c['sample_flops_per_image'] / 1e6:.0f} |" for m, c in results["cost"].items()]
         paper = PAPER["fid"]
         lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
                   "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"

@@ -19,6 +19,11 @@ def eval_tag(kind: str) -> str:
     return f"{kind}-eval"
 
 
+def run_folder(cfg: SFBDJobConfig, kind: str) -> Path:
+    """Where baseline `kind` of an SFBD config runs: beside the SFBD run, its name suffixed."""
+    return cfg.run_dir.with_name(f"{cfg.run_dir.name}-{kind}")
+
+
 def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
     if kind not in BASELINES:
         raise UserError(f"unknown baseline kind {kind!r} (known: {', '.join(BASELINES)})")
@@ -28,7 +33,7 @@ def run_baseline(cfg: SFBDJobConfig, kind: str) -> Path:
         raise UserError(f"the ambient baseline supports symmetry.method {plain} (its loss is its own)")
     split = load_split(cfg)
     images, extras = baseline.data(split)
-    job, cfg, spec = start(cfg, split.clean.shape, run_dir=cfg.run_dir.with_name(f"{cfg.run_dir.name}-{kind}"),
+    job, cfg, spec = start(cfg, split.clean.shape, run_dir=run_folder(cfg, kind),
                            header={"baseline": kind})
     train_cfg = dataclasses.replace(cfg.train, steps=cfg.total_steps)
     progress.say(f"baseline {kind}: {len(images)} training images, {train_cfg.steps} steps (as the SFBD run)")
