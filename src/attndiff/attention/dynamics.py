@@ -14,6 +14,7 @@ lr follows the flow up to O(lr), which `sen_deviation` measures.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -169,6 +170,51 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
     if opt is None:  # nothing trainable: one snapshot is the whole story
         snapshot(cfg.epochs, loss, acc)
     return History(**{k: np.asarray(v) for k, v in snaps.items()})
+
+
+def reduced_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The theory's reduced model of the synthetic task, trained as `train_attention` trains the full one.
+
+    The SEN relation assumes every non-topic word stays at zero (score and embedding). Made exact,
+    a sentence is its topic word t and m words that only dilute it: a_t = e^{s_t} / (e^{s_t} + m),
+    c = a_t v_t, and the full batch is the topic words weighted by their share of the training
+    sentences. The same gradient descent (lr, head_lr, what is frozen) from a float64 copy of
+    `model`'s parameters gives the attention on the topic word that the theory predicts, with no
+    drift of the other words. Returns (snapshot epochs, mean attention on the topic word), sampled
+    as `train_attention` samples them.
+    """
+    if not len(corpus.topic_ids):
+        raise UserError("the reduced model needs a task with topic words (the synthetic task)")
+    tokens, labels = corpus.part("train")
+    topic = corpus.topic_ids
+    holds = (tokens[:, :, None] == topic).any(1)  # (N, T)
+    if not bool((holds.sum(1) == 1).all()):
+        raise UserError("the reduced model needs exactly one topic word per sentence")
+    which = holds.to(torch.int64).argmax(1)
+    m = float((tokens[0] != PAD).sum() - 1)
+    weight = torch.bincount(which, minlength=len(topic)).double() / len(tokens)
+    label = torch.zeros(len(topic), dtype=torch.long).scatter_(0, which, labels)
+    reduced = copy.deepcopy(model).double()
+    v = reduced.embedding.detach()[topic].clone().requires_grad_(reduced.embedding.requires_grad)
+    k = reduced.keys.detach()[topic].clone().requires_grad_(reduced.keys.requires_grad)
+    q = reduced.query
+    head = [] if reduced.head is None else list(reduced.head.parameters())
+    groups = [{"params": [p for p in (v, k, q) if p.requires_grad], "lr": cfg.lr},
+              {"params": head, "lr": cfg.head_lr or cfg.lr}]
+    opt = torch.optim.SGD([g for g in groups if g["params"]])
+    epochs, attention = [], []
+    for epoch in range(cfg.epochs + 1):
+        a = torch.sigmoid(k @ q - math.log(m))  # e^s / (e^s + m)
+        context = a[:, None] * v
+        logits = context @ reduced.fixed_head if reduced.head is None else reduced.head(context)
+        if epoch % cfg.snapshot_every == 0 or epoch == cfg.epochs:
+            epochs.append(epoch)
+            attention.append(float(weight @ a.detach()))
+        if epoch < cfg.epochs:
+            opt.zero_grad(set_to_none=True)
+            (weight * torch.nn.functional.cross_entropy(logits, label, reduction="none")).sum().backward()
+            opt.step()
+    return np.asarray(epochs), np.asarray(attention)
 
 
 def tracked_words(corpus: Corpus, history: History, top: int) -> np.ndarray:
