@@ -118,8 +118,8 @@ def table(results: dict, name: str) -> str:
              "sentences, measured and as the theory's reduced model predicts it (the same descent from the same "
              "start with the non-topic words held at zero); the largest gap between the two along the way; the "
              f"attention gained over the last tenfold of epochs ({max(1, e // 10):,} to {e:,}).", "",
-             f"| head | at {min(5000, e):,} epochs | at the end | reduced model, at the end | largest gap | gain over the last "
-             "tenfold | reduced model's gain |", "|---|---:|---:|---:|---:|---:|---:|"]
+             f"| head | at {min(5000, e):,} epochs | at the end | reduced model, at the end | largest gap "
+             "| gain over the last tenfold | reduced model's gain |", "|---|---:|---:|---:|---:|---:|---:|"]
     for head, s in results["summary"].items():
         lines.append(f"| {head.upper()} | {fmt(s['paper_epochs'])} | {fmt(s['final'])} | {fmt(s['reduced_final'])} | "
                      f"{fmt(s['largest_gap'])} | {fmt(s['gain_last_decade'])} | {fmt(s['reduced_gain_last_decade'])} |")

@@ -172,7 +172,8 @@ def train_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainCo
     return History(**{k: np.asarray(v) for k, v in snaps.items()})
 
 
-def reduced_attention(model: AttentionClassifier, corpus: Corpus, cfg: AttnTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+def reduced_attention(model: AttentionClassifier, corpus: Corpus,
+                      cfg: AttnTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """The theory's reduced model of the synthetic task, trained as `train_attention` trains the full one.
 
     The SEN relation assumes every non-topic word stays at zero (score and embedding). Made exact,
