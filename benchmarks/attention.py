@@ -1,22 +1,24 @@
 """Attention dynamics against theory, accuracy on real text, and the paper's claims with verdicts.
 
-1. The SEN relation under gradient descent: for FC, TC and TL on the synthetic task, the
-   largest deviation of the topic words' measured paths from the relation, at learning rates
-   that shrink while lr x epochs stays fixed (gradient descent approaching gradient flow), and
-   the drift of the non-topic words (the theory assumes they stay at zero) that sets its floor.
+1. The SEN relation under gradient descent: for FC, TC and TL on the synthetic task (--seeds
+   seeds, each its own task data and initialisation), the largest deviation of the topic words'
+   measured paths from the relation, at learning rates that shrink while lr x epochs stays
+   fixed (gradient descent approaching gradient flow), and the drift of the non-topic words
+   (the theory assumes they stay at zero) that sets its floor.
 2. Real text (rt-polarity and IMDB): test accuracy of each head against a bag-of-words logistic
    regression on the same split, and the purity of the top-scoring word early and late in
    training (frequent words first, discriminative ones later?).
-3. Long runs (--long-epochs, 50,000 by default): does attention on the topic word go to 1?
-4. The ablations config: topic words' score and norm with keys or embeddings frozen.
+3. The ablations config: topic words' score and norm with keys or embeddings frozen.
+(Does attention on the topic word go to 1? The long runs: benchmarks/attention_limit.py.)
 
     python benchmarks/attention.py
-    python benchmarks/attention.py --text-configs --long-epochs 0 --ablations-config ''   # the sweep only
+    python benchmarks/attention.py --text-configs --ablations-config ''   # the sweep only
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, save_results  # noqa: E402
+from common import save_results  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.attention.dynamics import (  # noqa: E402
@@ -37,32 +39,34 @@ from attndiff.attention.dynamics import (  # noqa: E402
 from attndiff.attention.model import AttentionClassifier, ModelConfig  # noqa: E402
 from attndiff.attention.task import TaskConfig, load  # noqa: E402
 from attndiff.jobs.attention import AttentionJobConfig, run_attention  # noqa: E402
-from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 
 
-def lr_sweep(heads: list[str], lrs: list[float], time_budget: float) -> list[dict]:
-    corpus = load(TaskConfig())  # the paper's synthetic task
-    ids = corpus.topic_ids.numpy()
+def lr_sweep(heads: list[str], lrs: list[float], time_budget: float, seeds: int) -> list[dict]:
     rows = []
-    for head in heads:
-        for lr in lrs:
-            epochs = round(time_budget / lr)
-            model = AttentionClassifier(ModelConfig(head=head), len(corpus.words), len(corpus.classes))
-            t = time.perf_counter()
-            train_cfg = AttnTrainConfig(epochs=epochs, lr=lr, snapshot_every=max(1, epochs // 500))
-            h = train_attention(model, corpus, train_cfg, progress=f"{head} lr {lr}")
-            seconds = time.perf_counter() - t
-            dev = sen_deviation(h.scores[:, ids].astype(np.float64), h.norms[:, ids].astype(np.float64),
-                                TaskConfig().m, float(h.q_norm[0]))
-            others = np.setdiff1d(np.arange(2, h.scores.shape[1]), ids)  # every real non-topic word
-            rows.append({"head": head, "lr": lr, "epochs": epochs, "sen_deviation_max": float(dev.max()),
-                         "nontopic_abs_score": float(np.abs(h.scores[-1, others]).mean()),
-                         "nontopic_norm_ratio": float(h.norms[-1, others].mean() / h.norms[-1, ids].mean()),
-                         "sen_deviation_median": float(np.median(dev)), "final_score": float(h.scores[-1, ids].mean()),
-                         "attention": float(h.attention[-1]), "test_acc": float(h.test_acc[-1]),
-                         "seconds": seconds, "ms_per_epoch": 1000 * seconds / epochs})
-            print(rows[-1])
+    for seed in range(seeds):
+        corpus = load(TaskConfig(seed=seed))  # the paper's synthetic task, its data drawn from the seed
+        ids = corpus.topic_ids.numpy()
+        for head in heads:
+            for lr in lrs:
+                epochs = round(time_budget / lr)
+                model = AttentionClassifier(ModelConfig(head=head, seed=seed), len(corpus.words), len(corpus.classes))
+                t = time.perf_counter()
+                train_cfg = AttnTrainConfig(epochs=epochs, lr=lr, snapshot_every=max(1, epochs // 500))
+                h = train_attention(model, corpus, train_cfg, progress=f"seed {seed} {head} lr {lr}")
+                seconds = time.perf_counter() - t
+                dev = sen_deviation(h.scores[:, ids].astype(np.float64), h.norms[:, ids].astype(np.float64),
+                                    TaskConfig().m, float(h.q_norm[0]))
+                others = np.setdiff1d(np.arange(2, h.scores.shape[1]), ids)  # every real non-topic word
+                rows.append({"head": head, "lr": lr, "seed": seed, "epochs": epochs,
+                             "sen_deviation_max": float(dev.max()),
+                             "nontopic_abs_score": float(np.abs(h.scores[-1, others]).mean()),
+                             "nontopic_norm_ratio": float(h.norms[-1, others].mean() / h.norms[-1, ids].mean()),
+                             "sen_deviation_median": float(np.median(dev)),
+                             "final_score": float(h.scores[-1, ids].mean()), "attention": float(h.attention[-1]),
+                             "test_acc": float(h.test_acc[-1]), "seconds": seconds,
+                             "ms_per_epoch": 1000 * seconds / epochs})
+                print(rows[-1])
     return rows
 
 
@@ -88,17 +92,6 @@ def text_accuracy(config_path: str) -> dict:
             "purity": purity, "bow_baseline": baseline[-1] if baseline else None}
 
 
-def long_run(heads: list[str], epochs: int) -> dict:
-    """Attention on the topic word against epochs, far past the paper's 5,000 (lr 0.1)."""
-    corpus, out = load(TaskConfig()), {}
-    for head in heads:
-        model = AttentionClassifier(ModelConfig(head=head), len(corpus.words), len(corpus.classes))
-        h = train_attention(model, corpus, AttnTrainConfig(epochs=epochs, lr=0.1, snapshot_every=max(1, epochs // 500)),
-                            progress=f"{head} {epochs} epochs")
-        out[head] = {"epochs": h.epochs.tolist(), "attention": h.attention.tolist(), "loss": h.loss.tolist()}
-    return out
-
-
 def ablations(config_path: str) -> list[dict]:
     """The ablation variants' final topic-word score, embedding norm, attention and loss."""
     records = Run(run_attention(config.load(AttentionJobConfig, config_path))).metrics()
@@ -113,48 +106,43 @@ def main():
     p.add_argument("--time", type=float, default=500.0, help="lr x epochs, fixed across learning rates (default 500)")
     p.add_argument("--text-configs", nargs="*", default=["configs/attention/rt-polarity.toml",
                                                          "configs/attention/imdb.toml"])
-    p.add_argument("--long-epochs", type=int, default=50000, help="the long runs (0: skip)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the sweep (task data and initialisation)")
     p.add_argument("--ablations-config", default="configs/attention/ablations.toml", help="'' to skip")
     p.add_argument("--name", default="attention")
     args = p.parse_args()
-    results = {"time": args.time, "sweep": lr_sweep(args.heads, args.lrs, args.time),
+    results = {"time": args.time, "seeds": args.seeds, "sweep": lr_sweep(args.heads, args.lrs, args.time, args.seeds),
                "texts": [text_accuracy(c) for c in args.text_configs]}
-    if args.long_epochs:
-        results["long"] = long_run(args.heads, args.long_epochs)
-        long_figure(results["long"], HERE / "results" / f"{args.name}-long.png")
     if args.ablations_config:
         results["ablations"] = ablations(args.ablations_config)
     save_results(args.name, results, table(results, args.name))
 
 
-def long_figure(long: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for head, r in long.items():
-        axes[0].semilogx(r["epochs"][1:], r["attention"][1:], label=head.upper())
-        axes[1].loglog(r["epochs"][1:], r["loss"][1:], label=head.upper())
-    axes[0].set_title("mean attention on the topic word")
-    axes[1].set_title("training loss")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    save_figure(fig, path)
-
-
 def table(results: dict, name: str = "attention") -> str:
-    lines = [f"Synthetic task (paper sizes), lr x epochs = {results['time']:g}: largest relative deviation of the "
-             "8 topic words' (score, ||q|| ||v||) paths from the SEN relation over training, and the drift of "
-             "the other words the theory assumes stay at zero (mean |score| at the end; their mean embedding "
-             "norm over the topic words').", "",
+    seeds = results.get("seeds", 1)
+    plural = "s" if seeds > 1 else ""
+    lines = [f"Synthetic task (paper sizes), lr x epochs = {results['time']:g}, mean ± std over {seeds} seed{plural} "
+             "(each its own task data and initialisation; fp32): largest relative deviation of the 8 topic words' "
+             "(score, ||q|| ||v||) paths from the SEN relation over training, and the drift of the other words the "
+             "theory assumes stay at zero (mean |score| at the end; their mean embedding norm over the topic words'). "
+             "Wall time and ms per epoch: the median over seeds, one run at a time on the machine named in the JSON.",
+             "",
              "| head | lr | epochs | max deviation | median deviation | non-topic abs score | non-topic / topic norm "
              "| topic score | attention on topic word | test acc | wall time | ms / epoch |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cells = {}
     for r in results["sweep"]:
-        drift = (f"{r['nontopic_abs_score']:.1e} | {r['nontopic_norm_ratio']:.1e}" if "nontopic_abs_score" in r
-                 else "- | -")
-        lines.append(f"| {r['head'].upper()} | {r['lr']:g} | {r['epochs']:,} | {r['sen_deviation_max']:.2e} | "
-                     f"{r['sen_deviation_median']:.2e} | {drift} | {r['final_score']:.2f} | {r['attention']:.3f} | "
-                     f"{r['test_acc']:.3f} | {r['seconds']:.0f} s | {r['ms_per_epoch']:.1f} |")
+        cells.setdefault((r["head"], r["lr"]), []).append(r)
+    for (head, lr), rows in cells.items():
+        def cell(key, spec):
+            values = [r[key] for r in rows]
+            mean = f"{statistics.fmean(values):{spec}}"
+            return mean + (f" ± {statistics.stdev(values):{spec}}" if len(values) > 1 else "")
+        lines.append(f"| {head.upper()} | {lr:g} | {rows[0]['epochs']:,} | {cell('sen_deviation_max', '.2e')} | "
+                     f"{cell('sen_deviation_median', '.2e')} | {cell('nontopic_abs_score', '.1e')} | "
+                     f"{cell('nontopic_norm_ratio', '.1e')} | {cell('final_score', '.2f')} | "
+                     f"{cell('attention', '.3f')} | {cell('test_acc', '.3f')} | "
+                     f"{statistics.median(r['seconds'] for r in rows):.0f} s | "
+                     f"{statistics.median(r['ms_per_epoch'] for r in rows):.1f} |")
     for text in results.get("texts", []):
         accs = ", ".join(f"{k} {v:.3f}" for k, v in text["test_acc"].items())
         speed = ", ".join(f"{k} {v:.0f}" for k, v in text["epochs_per_s"].items() if v)
@@ -169,11 +157,6 @@ def table(results: dict, name: str = "attention") -> str:
             dev = next((v for k, v in text["sen_deviation_median"].items() if k.lower().endswith(variant)), None)
             lines.append(f"| {variant} | {p['early']:.2f} | {p['late']:.2f} | {p['early_count']:.0f} | "
                          f"{p['late_count']:.0f} | {f'{dev:.1%}' if dev is not None else '-'} |")
-    if results.get("long"):
-        cells = ", ".join(f"{h.upper()} {r['attention'][-1]:.3f}" for h, r in results["long"].items())
-        epochs = next(iter(results["long"].values()))["epochs"][-1]
-        lines += ["", f"Long runs (lr 0.1, {epochs:,} epochs): mean attention on the topic word at the end: {cells}.",
-                  "", f"![attention and loss over the long runs](results/{name}-long.png)"]
     if results.get("ablations"):
         lines += ["", "Ablations (configs/attention/ablations.toml; topic words' final mean score and embedding "
                   "norm):", "", "| variant | loss | topic score | topic norm | attention | test acc |",
