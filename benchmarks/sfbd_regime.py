@@ -152,10 +152,13 @@ def compare(args) -> dict:
 
 def ceilings(args, cfg: SFBDJobConfig) -> dict:
     """The test FID (same reference, same N as the models) of what the models learn from: the
-    clean part itself (repeated to N: a model that copies it perfectly) and each denoised set."""
+    clean part itself (repeated to N: a model that copies it perfectly), the held-back originals
+    of the noisy part (the oracle's data; the same images as the denoised sets' first N) and
+    each denoised set."""
     split, n = load_split(cfg), args.test_n
     clean = split.clean.images.repeat(math.ceil(n / len(split.clean)), 1, 1, 1)[:n]
-    out = {"clean_part_fid": fid_metric.fid(clean, cfg.data.name, "test", n, progress=False)["fid"]}
+    out = {"clean_part_fid": fid_metric.fid(clean, cfg.data.name, "test", n, progress=False)["fid"],
+           "originals_fid": fid_metric.fid(split.originals.images[:n], cfg.data.name, "test", n, progress=False)["fid"]}
     out["denoised_fid"] = [fid_metric.fid(read_denoised(cfg.run_dir, k, split, cfg.sfbd.chunk)[:n].clamp(-1, 1),
                                           cfg.data.name, "test", n, progress=False)["fid"]
                            for k in range(1, cfg.sfbd.rounds + 1)] if "sfbd" in args.methods else []
@@ -280,7 +283,9 @@ def compare_table(results: dict) -> list[str]:
     lines += paper_table(s)
     lines += ["", f"What the models learn from, scored the same way (test FID, N = {results['test_n']}): the clean "
               f"part itself, repeated to N (a model that copies it perfectly): {results['clean_part_fid']:.1f}; "
-              "SFBD's denoised sets by round (first seed): "
+              + (f"the held-back originals of the noisy part (the oracle's data): {results['originals_fid']:.1f}; "
+                 if "originals_fid" in results else "")
+              + "SFBD's denoised sets of the same images by round (first seed): "
               + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]), ""]
     return lines
 
