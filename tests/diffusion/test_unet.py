@@ -33,3 +33,15 @@ def test_three_levels_at_28_pixels_and_class_conditioning():
 def test_resolution_that_cannot_be_halved_is_a_clear_error():
     with pytest.raises(UserError, match="cannot be halved"):
         UNet(UNetConfig(channels=8, channel_mult=(1, 2, 2, 2)), 1, 28)
+
+
+@pytest.mark.parametrize("channels", [12, 20, 48])
+def test_widths_whose_skips_are_not_a_multiple_of_32_build_and_run(channels):
+    """GroupNorm takes the most groups (up to 32, at least 4 channels each) that divide a layer's
+    width: a 48-channel UNet concatenates 144-channel skips, which 32 groups do not divide."""
+    from attndiff.diffusion.unet import norm_groups
+
+    assert [norm_groups(c) for c in (16, 32, 64, 128, 144, 8)] == [4, 8, 16, 32, 24, 2]
+    net = UNet(UNetConfig(channels=channels, channel_mult=(1, 2, 2), num_blocks=1, attn_levels=(2,)), 1, 16)
+    x = torch.randn(2, 1, 16, 16)
+    assert net(x, torch.zeros(2)).shape == x.shape

@@ -47,7 +47,9 @@ def group_norm(ch: int) -> nn.GroupNorm:
 
 
 def norm_groups(ch: int) -> int:
-    return min(32, ch // 4)
+    """Up to 32 groups of at least 4 channels: the most groups that divide ch (a 48-channel
+    UNet concatenates 144-channel skips: 24 groups)."""
+    return next(g for g in range(min(32, ch // 4), 0, -1) if ch % g == 0)
 
 
 class Layers:
