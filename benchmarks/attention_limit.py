@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, save_results  # noqa: E402
+from common import HERE, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.attention.dynamics import reduced_attention  # noqa: E402
@@ -58,11 +57,6 @@ def predicted(cfg: AttentionJobConfig, variant: str) -> list[float]:
 
 def at(epochs: list[int], values: list[float], epoch: int) -> float:
     return values[int(np.searchsorted(epochs, epoch))]
-
-
-def stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "values": values}
 
 
 def main():

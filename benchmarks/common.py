@@ -61,3 +61,9 @@ def save_results(name: str, results: dict, table: str) -> None:
         text = text.rstrip() + f"\n\n## {name}\n\n{block}\n"
     write_text(readme, text)
     print(table)
+
+
+def stats(values: list[float]) -> dict:
+    """Mean, sample std (None for one value), count and the values themselves."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values), "values": values}

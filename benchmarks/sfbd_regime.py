@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, save_results  # noqa: E402
+from common import HERE, command_line, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
@@ -163,11 +162,6 @@ def ceilings(args, cfg: SFBDJobConfig) -> dict:
                                           cfg.data.name, "test", n, progress=False)["fid"]
                            for k in range(1, cfg.sfbd.rounds + 1)] if "sfbd" in args.methods else []
     return out
-
-
-def stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "n": len(values), "values": values}
 
 
 def summary(runs: list[dict]) -> dict:

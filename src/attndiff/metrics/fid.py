@@ -215,7 +215,7 @@ def fid(samples: torch.Tensor, dataset: str, split: str = "test", n: int | None 
 
 
 def fid_of_features(gen: np.ndarray, dataset: str, split: str = "test", n: int | None = None, *, resolution: int,
-                with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
+                    with_kid: bool = True, precision: str = "fp32", progress: bool = True) -> dict[str, float]:
     """`fid` of samples whose features are already computed (`features` at this precision)."""
     ref = reference_features(dataset, split, n or len(gen), resolution=resolution, precision=precision,
                              progress=progress)
