@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results  # noqa: E402
+from common import save_results, worktree  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.jobs.attention import AttentionJobConfig  # noqa: E402
@@ -114,21 +114,12 @@ def heads_in_child(src: Path | None, config_path: str, epochs: int, threads: int
 
 def text_before_after(args) -> dict:
     """Each head's epochs/s on real text, this checkout against --before, alternating rounds."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.before], cwd=ROOT, check=True,
-                       capture_output=True)
-        try:
-            revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, check=True, capture_output=True,
-                                      text=True).stdout.strip()
-            rates = {t: {"before": [], "now": []} for t in args.thread_counts}
-            for _ in range(args.rounds):
-                for threads in args.thread_counts:
-                    rates[threads]["before"].append(heads_in_child(tree / "src", args.text_config, args.epochs,
-                                                                   threads))
-                    rates[threads]["now"].append(heads_in_child(None, args.text_config, args.epochs, threads))
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    with worktree(args.before) as (tree, revision):
+        rates = {t: {"before": [], "now": []} for t in args.thread_counts}
+        for _ in range(args.rounds):
+            for threads in args.thread_counts:
+                rates[threads]["before"].append(heads_in_child(tree / "src", args.text_config, args.epochs, threads))
+                rates[threads]["now"].append(heads_in_child(None, args.text_config, args.epochs, threads))
     medians = {t: {side: {h: statistics.median(r[h] for r in runs) for h in HEADS} for side, runs in per.items()}
                for t, per in rates.items()}
     return {"config": args.text_config, "epochs": args.epochs, "rounds": args.rounds, "before": args.before,

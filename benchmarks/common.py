@@ -7,8 +7,12 @@ import platform
 import re
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -67,3 +71,20 @@ def stats(values: list[float]) -> dict:
     """Mean, sample std (None for one value), count and the values themselves."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
             "n": len(values), "values": values}
+
+
+@contextmanager
+def worktree(revision: str) -> Iterator[tuple[Path, str]]:
+    """A temporary git worktree of `revision` (to run the code as it was, side by side with this
+    checkout) and the revision's full hash; removed afterwards."""
+    root = HERE.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=root, check=True,
+                       capture_output=True)
+        try:
+            full = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, check=True, capture_output=True,
+                                  text=True).stdout.strip()
+            yield tree, full
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, check=False)

@@ -1,0 +1,95 @@
+"""The main job (`make run`: `attndiff sfbd run` on configs/sfbd/mnist-cpu.toml) before and after, side by side.
+
+Runs the job as it was at --before (the code and its own config, in a temporary git worktree on
+PYTHONPATH) and as it is now, alternating for --rounds rounds on the same machine, each in a fresh
+run folder, and records each run's wall time (the whole command, start-up included) and the FID
+of every evaluation it logged (the last one is the final model's). Training seeds: --seeds, the
+same for both sides (the FID spread between seeds is what a difference is compared with).
+
+    python benchmarks/main_job.py --before b7713ff
+    python benchmarks/main_job.py --before b7713ff --sides now --seeds 0 1   # the spread between seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import save_results, stats, worktree  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[str]) -> dict:
+    """One `attndiff sfbd run` of the code in `tree` on its own copy of `config`: wall seconds and FIDs."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(tree / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "attndiff", "sfbd", "run", "--config", config, "--set",
+                   f'out="{tmp}/run"', "--set", f"train.seed={seed}", *(a for o in overrides for a in ("--set", o))]
+        t = time.perf_counter()
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t
+        if done.returncode:
+            raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{done.stderr[-2000:]}")
+        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+    evals = [r for r in records if str(r.get("tag", "")).endswith("-eval") and "fid" in r]
+    return {"seed": seed, "seconds": seconds, "fids": [{"tag": r["tag"], "step": r.get("step"), "fid": r["fid"],
+                                                        "fid_n": r.get("fid_n")} for r in evals],
+            "final_fid": evals[-1]["fid"] if evals else None}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--before", default="b7713ff", help="the revision to compare with (the speed issue's 'today')")
+    p.add_argument("--config", default="configs/sfbd/mnist-cpu.toml", help="taken from each side's own tree")
+    p.add_argument("--sides", nargs="+", choices=("before", "now"), default=["before", "now"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for both sides")
+    p.add_argument("--name", default="main-job")
+    args = p.parse_args()
+    runs = {side: [] for side in args.sides}
+    with worktree(args.before) as (tree, revision):
+        trees = {"before": tree, "now": ROOT}
+        for _ in range(args.rounds):
+            for seed in args.seeds:
+                for side in args.sides:
+                    runs[side].append(run_job(trees[side], args.config, seed, args.threads, args.overrides))
+                    print(side, json.dumps(runs[side][-1]), flush=True)
+    summary = {side: {"seconds": stats([r["seconds"] for r in rs]),
+                      "final_fid": stats([r["final_fid"] for r in rs])} for side, rs in runs.items()}
+    median = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
+    ratio = median["now"] / median["before"] if len(median) == 2 else None
+    results = {"config": args.config, "before": args.before, "before_revision": revision, "seeds": args.seeds,
+               "rounds": args.rounds, "threads": args.threads, "overrides": args.overrides, "runs": runs,
+               "summary": summary, "time_ratio_now_over_before": ratio}
+    save_results(args.name, results, table(results))
+
+
+def table(results: dict) -> str:
+    lines = [f"The main job ({results['config']}, each side's own code and config; {results['threads']} threads, "
+             f"seeds {results['seeds']}, {results['rounds']} round(s)): wall time of the whole command and the final "
+             f"model's FID.", "", "| code | wall time (s) | final FID |", "|---|---:|---:|"]
+    for side, s in results["summary"].items():
+        label = f"before ({results['before_revision'][:7]})" if side == "before" else "now"
+        sec, fid = s["seconds"], s["final_fid"]
+        spread = lambda x: f" ± {x['std']:.1f}" if x["std"] is not None else ""  # noqa: E731
+        lines.append(f"| {label} | {sec['mean']:.0f}{spread(sec)} | {fid['mean']:.1f}{spread(fid)} |")
+    if results["time_ratio_now_over_before"] is not None:
+        lines += ["", f"Now takes {results['time_ratio_now_over_before']:.2f}x the time of before (medians)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
