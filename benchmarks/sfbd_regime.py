@@ -110,7 +110,7 @@ def curve(args) -> dict:
     clean = load_split(cfg).clean
     settings = {"dataset": cfg.data.name, "subset": cfg.data.limit, "batch": cfg.train.batch_size,
                 "parameters": count_parameters(model_spec(cfg, clean.shape).new_net()), "lr": cfg.train.lr,
-                "sample_steps": cfg.sample.steps, "split": args.fid.split}
+                "sample_steps": cfg.sample.steps, "split": args.fid.split, "resolution": clean.shape[-1]}
     keys = ("step", "fid", "fid_n", "copy_clean", "copy_originals")
     return {"clean_only_curve": [{k: r[k] for k in keys} for r in records], "clean_images": len(clean),
             "settings": settings}
@@ -243,7 +243,9 @@ def curve_table(results: dict) -> list[str]:
         return []
     s = results["settings"]
     return [f"`{command_line()}`: clean-only on the {results['clean_images']} clean images of a "
-            f"{s['subset']:,}-image {s['dataset']} subset (the rest: SFBD's noisy part), a "
+            f"{s['subset']:,}-image {s['dataset']} subset" + (f" at {s['resolution']}x{s['resolution']} px"
+                                                              if "resolution" in s else "")
+            + " (the rest: SFBD's noisy part), a "
             f"{s['parameters'] / 1e6:.2f}M-parameter UNet, batch {s['batch']}, lr {s['lr']:g}, fp32, one "
             f"training seed; each checkpoint's EMA weights sample {rows[0]['fid_n']} images (Heun, "
             f"{s['sample_steps']} grid points) scored against {rows[0]['fid_n']} images of the '{s['split']}' split, "
@@ -279,8 +281,8 @@ def compare_table(results: dict) -> list[str]:
               f"part itself, repeated to N (a model that copies it perfectly): {results['clean_part_fid']:.1f}; "
               + (f"the held-back originals of the noisy part (the oracle's data): {results['originals_fid']:.1f}; "
                  if "originals_fid" in results else "")
-              + "SFBD's denoised sets of the same images by round (first seed): "
-              + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]), ""]
+              + ("SFBD's denoised sets of the same images by round (first seed): "
+                 + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]) if results["denoised_fid"] else ""), ""]
     return lines
 
 
