@@ -36,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results, worktree  # noqa: E402
 
 from attndiff import config  # noqa: E402
+from attndiff.attention.dynamics import AttnTrainConfig, train_attention  # noqa: E402
+from attndiff.attention.model import AttentionClassifier, variant_model  # noqa: E402
+from attndiff.attention.task import load as load_corpus  # noqa: E402
 from attndiff.jobs.attention import AttentionJobConfig  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 
@@ -83,12 +86,8 @@ HEADS = ("fc", "tc", "tl")
 def heads_epochs_per_s(config_path: str, epochs: int) -> dict[str, float]:
     """Epochs per second of each head trained alone in this process, by whichever attndiff is on
     the path (the API used here is the same at the revisions compared)."""
-    from attndiff.attention.dynamics import AttnTrainConfig, train_attention
-    from attndiff.attention.model import AttentionClassifier, variant_model
-    from attndiff.attention.task import load
-
     cfg = config.load(AttentionJobConfig, ROOT / config_path)
-    corpus = load(cfg.task)
+    corpus = load_corpus(cfg.task)
     train = AttnTrainConfig(epochs=epochs, lr=cfg.train.lr, head_lr=cfg.train.head_lr,
                             snapshot_every=cfg.train.snapshot_every)
     warm = AttentionClassifier(variant_model(cfg.model, "tc"), len(corpus.words), len(corpus.classes))

@@ -43,9 +43,11 @@ def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[st
         records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
                    if line.strip()]
     evals = [r for r in records if str(r.get("tag", "")).endswith("-eval") and "fid" in r]
+    if not evals:
+        raise SystemExit(f"{' '.join(command)} logged no FID (fid.n = 0?): nothing to compare")
     return {"seed": seed, "seconds": seconds, "fids": [{"tag": r["tag"], "step": r.get("step"), "fid": r["fid"],
                                                         "fid_n": r.get("fid_n")} for r in evals],
-            "final_fid": evals[-1]["fid"] if evals else None}
+            "final_fid": evals[-1]["fid"]}
 
 
 def main():
@@ -77,15 +79,17 @@ def main():
     save_results(args.name, results, table(results))
 
 
+def mean_std(s: dict, digits: int) -> str:
+    return f"{s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if s["std"] is not None else "")
+
+
 def table(results: dict) -> str:
     lines = [f"The main job ({results['config']}, each side's own code and config; {results['threads']} threads, "
              f"seeds {results['seeds']}, {results['rounds']} round(s)): wall time of the whole command and the final "
              f"model's FID.", "", "| code | wall time (s) | final FID |", "|---|---:|---:|"]
     for side, s in results["summary"].items():
         label = f"before ({results['before_revision'][:7]})" if side == "before" else "now"
-        sec, fid = s["seconds"], s["final_fid"]
-        spread = lambda x: f" ± {x['std']:.1f}" if x["std"] is not None else ""  # noqa: E731
-        lines.append(f"| {label} | {sec['mean']:.0f}{spread(sec)} | {fid['mean']:.1f}{spread(fid)} |")
+        lines.append(f"| {label} | {mean_std(s['seconds'], 0)} | {mean_std(s['final_fid'], 1)} |")
     if results["time_ratio_now_over_before"] is not None:
         lines += ["", f"Now takes {results['time_ratio_now_over_before']:.2f}x the time of before (medians)."]
     return "\n".join(lines)
