@@ -1,10 +1,11 @@
 """The main job (`make run`: `attndiff sfbd run` on configs/sfbd/mnist-cpu.toml) before and after, side by side.
 
-Runs the job as it was at --before (the code and its own config, in a temporary git worktree on
-PYTHONPATH) and as it is now, alternating for --rounds rounds on the same machine, each in a fresh
-run folder, and records each run's wall time (the whole command, start-up included) and the FID
+Runs the job as it was at --before and as it is at --now (default HEAD): each side's code and its
+own config, in a temporary git worktree on PYTHONPATH, alternating for --rounds rounds on the same
+machine, each in a fresh run folder. Records each run's wall time (the whole command, start-up included) and the FID
 of every evaluation it logged (the last one is the final model's). Training seeds: --seeds, the
 same for both sides (the FID spread between seeds is what a difference is compared with).
+Resumable: each finished run is kept in --work (one JSON per side, seed and round) and not run again.
 
     python benchmarks/main_job.py --before b7713ff
     python benchmarks/main_job.py --before b7713ff --sides now --seeds 0 1   # the spread between seeds
@@ -24,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results, stats, worktree  # noqa: E402
+
+from attndiff.fsutil import write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +56,8 @@ def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[st
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", default="b7713ff", help="the revision to compare with (the speed issue's 'today')")
+    p.add_argument("--now", default="HEAD", help="the revision measured as now (committed code, so that editing "
+                   "the checkout while the benchmark runs changes nothing)")
     p.add_argument("--config", default="configs/sfbd/mnist-cpu.toml", help="taken from each side's own tree")
     p.add_argument("--sides", nargs="+", choices=("before", "now"), default=["before", "now"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -60,20 +65,31 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for both sides")
     p.add_argument("--name", default="main-job")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench" / "main-job",
+                   help="finished runs are kept here and not run again")
     args = p.parse_args()
     runs = {side: [] for side in args.sides}
-    with worktree(args.before) as (tree, revision):
-        trees = {"before": tree, "now": ROOT}
-        for _ in range(args.rounds):
+    with worktree(args.before) as (tree, revision), worktree(args.now) as (now_tree, now_revision):
+        trees = {"before": tree, "now": now_tree}
+        revisions = {"before": revision, "now": now_revision}
+        for r in range(args.rounds):
             for seed in args.seeds:
                 for side in args.sides:
-                    runs[side].append(run_job(trees[side], args.config, seed, args.threads, args.overrides))
+                    done = args.work / f"{side}-s{seed}-r{r}.json"
+                    kept = json.loads(done.read_text()) if done.exists() else None
+                    key = json.dumps([args.config, revisions[side], args.threads, args.overrides])
+                    if kept is None or kept["key"] != key:
+                        kept = {"key": key, "run": run_job(trees[side], args.config, seed, args.threads,
+                                                           args.overrides)}
+                        write_text(done, json.dumps(kept) + "\n")
+                    runs[side].append(kept["run"])
                     print(side, json.dumps(runs[side][-1]), flush=True)
     summary = {side: {"seconds": stats([r["seconds"] for r in rs]),
                       "final_fid": stats([r["final_fid"] for r in rs])} for side, rs in runs.items()}
     median = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
     ratio = median["now"] / median["before"] if len(median) == 2 else None
-    results = {"config": args.config, "before": args.before, "before_revision": revision, "seeds": args.seeds,
+    results = {"config": args.config, "before": args.before, "before_revision": revision,
+               "now_revision": now_revision, "seeds": args.seeds,
                "rounds": args.rounds, "threads": args.threads, "overrides": args.overrides, "runs": runs,
                "summary": summary, "time_ratio_now_over_before": ratio}
     save_results(args.name, results, table(results))
