@@ -8,7 +8,7 @@ same for both sides (the FID spread between seeds is what a difference is compar
 Resumable: each finished run is kept in --work (one JSON per side, seed and round) and not run again.
 
     python benchmarks/main_job.py --before b7713ff
-    python benchmarks/main_job.py --before b7713ff --sides now --seeds 0 1   # the spread between seeds
+    python benchmarks/main_job.py --before b7713ff --seeds 0 1 --before-seeds 0   # the spread of now's FID
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def main():
     p.add_argument("--config", default="configs/sfbd/mnist-cpu.toml", help="taken from each side's own tree")
     p.add_argument("--sides", nargs="+", choices=("before", "now"), default=["before", "now"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--before-seeds", type=int, nargs="+", default=None,
+                   help="run the before side for these seeds only (default: --seeds)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for both sides")
@@ -68,13 +70,14 @@ def main():
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench" / "main-job",
                    help="finished runs are kept here and not run again")
     args = p.parse_args()
+    seeds = {"before": args.seeds if args.before_seeds is None else args.before_seeds, "now": args.seeds}
     runs = {side: [] for side in args.sides}
     with worktree(args.before) as (tree, revision), worktree(args.now) as (now_tree, now_revision):
         trees = {"before": tree, "now": now_tree}
         revisions = {"before": revision, "now": now_revision}
         for r in range(args.rounds):
             for seed in args.seeds:
-                for side in args.sides:
+                for side in (side for side in args.sides if seed in seeds[side]):
                     done = args.work / f"{side}-s{seed}-r{r}.json"
                     kept = json.loads(done.read_text()) if done.exists() else None
                     key = json.dumps([args.config, revisions[side], args.threads, args.overrides])
@@ -89,7 +92,7 @@ def main():
     median = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
     ratio = median["now"] / median["before"] if len(median) == 2 else None
     results = {"config": args.config, "before": args.before, "before_revision": revision,
-               "now_revision": now_revision, "seeds": args.seeds,
+               "now_revision": now_revision, "seeds": {side: seeds[side] for side in args.sides},
                "rounds": args.rounds, "threads": args.threads, "overrides": args.overrides, "runs": runs,
                "summary": summary, "time_ratio_now_over_before": ratio}
     save_results(args.name, results, table(results))
@@ -100,12 +103,15 @@ def mean_std(s: dict, digits: int) -> str:
 
 
 def table(results: dict) -> str:
+    n = {r["fids"][-1]["fid_n"] for rs in results["runs"].values() for r in rs}
     lines = [f"The main job ({results['config']}, each side's own code and config; {results['threads']} threads, "
-             f"seeds {results['seeds']}, {results['rounds']} round(s)): wall time of the whole command and the final "
-             f"model's FID.", "", "| code | wall time (s) | final FID |", "|---|---:|---:|"]
+             f"{results['rounds']} round(s)): wall time of the whole command and the final model's FID (N = "
+             f"{', '.join(map(str, sorted(n, key=str)))}), mean ± std over training seeds.", "",
+             "| code | seeds | wall time (s) | final FID |", "|---|---|---:|---:|"]
     for side, s in results["summary"].items():
         label = f"before ({results['before_revision'][:7]})" if side == "before" else "now"
-        lines.append(f"| {label} | {mean_std(s['seconds'], 0)} | {mean_std(s['final_fid'], 1)} |")
+        seeds = ", ".join(map(str, results["seeds"][side]))
+        lines.append(f"| {label} | {seeds} | {mean_std(s['seconds'], 0)} | {mean_std(s['final_fid'], 1)} |")
     if results["time_ratio_now_over_before"] is not None:
         lines += ["", f"Now takes {results['time_ratio_now_over_before']:.2f}x the time of before (medians)."]
     return "\n".join(lines)

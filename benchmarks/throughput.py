@@ -8,6 +8,13 @@ bf16 matmul peak.
 
     python benchmarks/throughput.py [--threads 2] [--rounds 5]
     python benchmarks/throughput.py --parts inception --name throughput-inception   # FID features only
+    python benchmarks/throughput.py --parts diffusers --precisions fp32 --name throughput-diffusers
+
+The `diffusers` part trains the default UNet beside the UNet a user would pick instead, a diffusers
+UNet2DModel of about the same size (1.11M parameters: 32/64/64 channels, one block per level,
+attention at 7x7), with the same EDM loss, Adam and batch, in one process, alternating; and the
+default UNet with each cheap lever alone (channels_last memory, fused Adam), so that each is
+measured by itself. diffusers is only a benchmark extra: `pip install -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -122,6 +129,73 @@ def unet_table(args, res: dict) -> str:
     return "\n".join(lines)
 
 
+class DiffusersNet(torch.nn.Module):
+    """diffusers' UNet2DModel behind the F(x, c_noise, labels) interface that Precond calls."""
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        try:
+            from diffusers import UNet2DModel
+        except ImportError as e:
+            raise SystemExit("the diffusers part needs diffusers: pip install -e '.[bench]'") from e
+        self.model = UNet2DModel(sample_size=resolution, in_channels=1, out_channels=1,
+                                 block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=32,
+                                 down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                                 up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
+
+    def forward(self, x, c_noise, class_labels=None):
+        return self.model(x, c_noise).sample
+
+
+def diffusers_speed(args) -> tuple[dict, str]:
+    """Training images/s of the default UNet, alone and with each lever, against diffusers' UNet2DModel."""
+    cfg = config.load(TrainJobConfig, ROOT / "configs/train/mnist-cpu.toml")
+    edm = EDMConfig()
+    variants = {  # name: (network, memory format, Adam options)
+        "attndiff UNet": (lambda: UNet(cfg.unet, 1, 28), torch.contiguous_format, {}),
+        "attndiff UNet, channels_last": (lambda: UNet(cfg.unet, 1, 28), torch.channels_last, {}),
+        "attndiff UNet, fused Adam": (lambda: UNet(cfg.unet, 1, 28), torch.contiguous_format, {"fused": True}),
+        "diffusers UNet2DModel": (lambda: DiffusersNet(28), torch.contiguous_format, {}),
+    }
+    steps, params = {}, {}
+    for precision in args.precisions:
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        for name, (build, memory_format, adam) in variants.items():
+            torch.manual_seed(0)
+            net = build().to(memory_format=memory_format)
+            params[name] = count_parameters(net)
+            opt = torch.optim.Adam(net.parameters(), 1e-4, **adam)
+            x = torch.randn(args.batch, 1, 28, 28).contiguous(memory_format=memory_format)
+
+            def step(net=net, opt=opt, x=x, dtype=dtype):
+                loss = edm_loss(Precond(net, 0.5, dtype), Batch(x), cfg=edm).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            steps[precision, name] = step
+    for step in steps.values():  # warm-up
+        step()
+    times = {k: [] for k in steps}
+    for _ in range(args.rounds):
+        for k, step in steps.items():
+            times[k].append(median_time(step, 3))
+    speed = {p: {name: args.batch / statistics.median(times[p, name]) for name in variants}
+             for p in args.precisions}
+    res = {"batch": args.batch, "rounds": args.rounds, "params": params, "train_img_per_s": speed,
+           "step_seconds": {f"{p} / {name}": t for (p, name), t in times.items()}}
+    lines = [f"Training images/s, batch {args.batch}, 28x28, same EDM loss and Adam, {args.threads} threads, medians "
+             f"of {args.rounds} alternating rounds of 3 steps:", "",
+             "| network | parameters | " + " | ".join(args.precisions) + " | "
+             + " | ".join(f"{p} / diffusers" for p in args.precisions) + " |",
+             "|---|---:|" + "---:|" * 2 * len(args.precisions)]
+    for name in variants:
+        lines.append(f"| {name} | {params[name] / 1e6:.2f}M | "
+                     + " | ".join(f"{speed[p][name]:.0f}" for p in args.precisions) + " | "
+                     + " | ".join(f"{speed[p][name] / speed[p]['diffusers UNet2DModel']:.2f}" for p in args.precisions)
+                     + " |")
+    return res, "\n".join(lines)
+
+
 def inception_table(args, inception: dict) -> str:
     speed = inception["img_per_s"]
     return "\n".join([
@@ -139,7 +213,7 @@ def main():
     p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per configuration")
     p.add_argument("--batch", type=int, default=64, help="training batch (the mnist-cpu default)")
     p.add_argument("--sample-batch", type=int, default=64)
-    p.add_argument("--parts", nargs="+", default=["unet", "inception"], choices=["unet", "inception"])
+    p.add_argument("--parts", nargs="+", default=["unet", "inception"], choices=["unet", "inception", "diffusers"])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                    help="UNet precisions (bf16 is emulated, and very slow, on CPUs without AVX512-BF16 or AMX)")
     p.add_argument("--name", default="throughput", help="results name")
@@ -148,6 +222,9 @@ def main():
     res, tables = {}, []
     if "unet" in args.parts:
         res["unet"], table = unet_speed(args)
+        tables.append(table)
+    if "diffusers" in args.parts:
+        res["vs_diffusers"], table = diffusers_speed(args)
         tables.append(table)
     if "inception" in args.parts:
         res["inception_fp32"] = inception_speed(args.rounds)
