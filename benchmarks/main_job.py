@@ -31,8 +31,9 @@ from attndiff.fsutil import write_text  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[str]) -> dict:
-    """One `attndiff sfbd run` of the code in `tree` on its own copy of `config`: wall seconds and FIDs."""
+def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[str], keep: Path) -> dict:
+    """One `attndiff sfbd run` of the code in `tree` on its own copy of `config`: wall seconds and
+    FIDs; the run's metrics.jsonl is kept at `keep` (where the time went: `phases`)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join(p for p in (str(tree / "src"), os.environ.get("PYTHONPATH", "")) if p)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,14 +44,32 @@ def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[st
         seconds = time.perf_counter() - t
         if done.returncode:
             raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{done.stderr[-2000:]}")
-        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-                   if line.strip()]
+        write_text(keep, (Path(tmp) / "run" / "metrics.jsonl").read_text())
+    records = read_records(keep)
     evals = [r for r in records if str(r.get("tag", "")).endswith("-eval") and "fid" in r]
     if not evals:
         raise SystemExit(f"{' '.join(command)} logged no FID (fid.n = 0?): nothing to compare")
     return {"seed": seed, "seconds": seconds, "fids": [{"tag": r["tag"], "step": r.get("step"), "fid": r["fid"],
                                                         "fid_n": r.get("fid_n")} for r in evals],
             "final_fid": evals[-1]["fid"]}
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+PHASES = {"backward": "backward step", "sfbd-eval": "evaluation"}  # every other record: training steps
+
+
+def phases(records: list[dict], seconds: float) -> dict:
+    """Seconds per phase of one run, from its records' timestamps: the time between two records
+    belongs to the later one's phase (training steps are logged every few steps, a backward step
+    and an evaluation when they end); `other` is the rest of the wall time (start-up, the steps
+    before the first record, the report)."""
+    out = dict.fromkeys(("training", *PHASES.values()), 0.0)
+    for before, after in zip(records, records[1:]):
+        out[PHASES.get(after["tag"], "training")] += after["time"] - before["time"]
+    return {**out, "other": seconds - sum(out.values())}
 
 
 def main():
@@ -81,10 +100,13 @@ def main():
                     done = args.work / f"{side}-s{seed}-r{r}.json"
                     kept = json.loads(done.read_text()) if done.exists() else None
                     key = json.dumps([args.config, revisions[side], args.threads, args.overrides])
+                    metrics = done.with_suffix(".metrics.jsonl")
                     if kept is None or kept["key"] != key:
                         kept = {"key": key, "run": run_job(trees[side], args.config, seed, args.threads,
-                                                           args.overrides)}
+                                                           args.overrides, metrics)}
                         write_text(done, json.dumps(kept) + "\n")
+                    if metrics.exists():
+                        kept["run"]["phases"] = phases(read_records(metrics), kept["run"]["seconds"])
                     runs[side].append(kept["run"])
                     print(side, json.dumps(runs[side][-1]), flush=True)
     summary = {side: {"seconds": stats([r["seconds"] for r in rs]),
@@ -104,16 +126,31 @@ def mean_std(s: dict, digits: int) -> str:
 
 def table(results: dict) -> str:
     n = {r["fids"][-1]["fid_n"] for rs in results["runs"].values() for r in rs}
+
+    def label(side: str) -> str:
+        return f"{side} ({results[f'{side}_revision'][:7]})"
+
     lines = [f"The main job ({results['config']}, each side's own code and config; {results['threads']} threads, "
              f"{results['rounds']} round(s)): wall time of the whole command and the final model's FID (N = "
              f"{', '.join(map(str, sorted(n, key=str)))}), mean ± std over training seeds.", "",
              "| code | seeds | wall time (s) | final FID |", "|---|---|---:|---:|"]
     for side, s in results["summary"].items():
-        label = f"before ({results['before_revision'][:7]})" if side == "before" else "now"
         seeds = ", ".join(map(str, results["seeds"][side]))
-        lines.append(f"| {label} | {seeds} | {mean_std(s['seconds'], 0)} | {mean_std(s['final_fid'], 1)} |")
+        lines.append(f"| {label(side)} | {seeds} | {mean_std(s['seconds'], 0)} | {mean_std(s['final_fid'], 1)} |")
     if results["time_ratio_now_over_before"] is not None:
         lines += ["", f"Now takes {results['time_ratio_now_over_before']:.2f}x the time of before (medians)."]
+    timed = {side: [r["phases"] for r in rs if "phases" in r] for side, rs in results["runs"].items()}
+    names = next((list(ps[0]) for ps in timed.values() if ps), [])
+    if names:
+        lines += ["", "Where the time went: seconds from each run's own log (mean over the runs whose log was kept) "
+                  "and their share of the wall time; `other` is start-up, the steps before the first record and "
+                  "the report.", "", "| code | runs | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+        for side, ps in timed.items():
+            if ps:
+                mean = {k: statistics.fmean(p[k] for p in ps) for k in names}
+                total = sum(mean.values())
+                lines.append(f"| {label(side)} | {len(ps)} | "
+                             + " | ".join(f"{mean[k]:.0f} ({mean[k] / total:.0%})" for k in names) + " |")
     return "\n".join(lines)
 
 
