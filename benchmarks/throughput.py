@@ -9,6 +9,7 @@ bf16 matmul peak.
     python benchmarks/throughput.py [--threads 2] [--rounds 5]
     python benchmarks/throughput.py --parts inception --name throughput-inception   # FID features only
     python benchmarks/throughput.py --parts diffusers --precisions fp32 --name throughput-diffusers
+    python benchmarks/throughput.py --parts inference --sample-batch 250 --name throughput-inference
 
 The `diffusers` part trains the default UNet beside the UNet a user would pick instead, a diffusers
 UNet2DModel of about the same size (1.11M parameters: 32/64/64 channels, one block per level,
@@ -33,6 +34,7 @@ from common import median_time, save_results  # noqa: E402
 from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
 from attndiff.diffusion.edm import Batch, EDMConfig, Precond, edm_loss  # noqa: E402
+from attndiff.diffusion.inference import OnnxNet  # noqa: E402
 from attndiff.diffusion.sampling import edm_sigmas, sample  # noqa: E402
 from attndiff.diffusion.unet import UNet, count_parameters  # noqa: E402
 from attndiff.jobs.train import TrainJobConfig  # noqa: E402
@@ -196,6 +198,37 @@ def diffusers_speed(args) -> tuple[dict, str]:
     return res, "\n".join(lines)
 
 
+def inference_speed(args) -> tuple[dict, str]:
+    """The sampling network's forward pass (what sampling and SFBD's backward step call), torch
+    against ONNX Runtime (attndiff.diffusion.inference), fp32, alternating; network evaluations/s."""
+    cfg = config.load(TrainJobConfig, ROOT / "configs/train/mnist-cpu.toml")
+    torch.manual_seed(0)
+    net = UNet(cfg.unet, 1, 28).eval()
+    with torch.no_grad():
+        for p in net.parameters():  # trained-like weights, not the zero-initialised output layer
+            p.normal_(0, 0.05)
+    paths = {"torch": net, "onnx": OnnxNet(net)}
+    res = {"batch": args.sample_batch, "evals_per_s": {}, "max_relative_difference": None}
+    x, c = torch.randn(args.sample_batch, 1, 28, 28), torch.randn(args.sample_batch)
+    with torch.no_grad():
+        out = {k: f(x, c) for k, f in paths.items()}  # warm-up and the one export
+        res["max_relative_difference"] = float((out["onnx"] - out["torch"]).abs().max() / out["torch"].abs().max())
+        times = {k: [] for k in paths}
+        for _ in range(args.rounds):
+            for k, f in paths.items():
+                times[k].append(median_time(lambda: f(x, c), 3))
+    res["evals_per_s"] = {k: args.sample_batch / statistics.median(t) for k, t in times.items()}
+    res["speedup"] = res["evals_per_s"]["onnx"] / res["evals_per_s"]["torch"]
+    speed = res["evals_per_s"]
+    return res, "\n".join([
+        f"The sampling network's forward pass in fp32 (default UNet, batch {args.sample_batch}, "
+        f"{args.threads} threads, medians of {args.rounds} alternating rounds of 3 calls):", "",
+        "| | torch | ONNX Runtime | onnx / torch |", "|---|---:|---:|---:|",
+        f"| network evaluations per second (images x steps) | {speed['torch']:.0f} | {speed['onnx']:.0f} | "
+        f"{res['speedup']:.2f} |", "",
+        f"Largest difference between the two paths' outputs: {res['max_relative_difference']:.1e} of the largest."])
+
+
 def inception_table(args, inception: dict) -> str:
     speed = inception["img_per_s"]
     return "\n".join([
@@ -213,7 +246,8 @@ def main():
     p.add_argument("--rounds", type=int, default=5, help="alternating timing rounds per configuration")
     p.add_argument("--batch", type=int, default=64, help="training batch (the mnist-cpu default)")
     p.add_argument("--sample-batch", type=int, default=64)
-    p.add_argument("--parts", nargs="+", default=["unet", "inception"], choices=["unet", "inception", "diffusers"])
+    p.add_argument("--parts", nargs="+", default=["unet", "inception"],
+                   choices=["unet", "inception", "diffusers", "inference"])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                    help="UNet precisions (bf16 is emulated, and very slow, on CPUs without AVX512-BF16 or AMX)")
     p.add_argument("--name", default="throughput", help="results name")
@@ -225,6 +259,9 @@ def main():
         tables.append(table)
     if "diffusers" in args.parts:
         res["vs_diffusers"], table = diffusers_speed(args)
+        tables.append(table)
+    if "inference" in args.parts:
+        res["inference_fp32"], table = inference_speed(args)
         tables.append(table)
     if "inception" in args.parts:
         res["inception_fp32"] = inception_speed(args.rounds)

