@@ -1,8 +1,8 @@
 """The sampling network in ONNX Runtime.
 
 Sampling and SFBD's backward step call one fixed network thousands of times. In fp32 on the CPU,
-ONNX Runtime runs the UNet's forward pass faster than torch (benchmarks/throughput.py, part
-`sampling`), with outputs equal to about 1e-6 relative. `OnnxNet` wraps the torch network and
+ONNX Runtime runs the UNet's forward pass at about twice torch's speed on 2 AVX2 cores, with
+outputs equal to about 1e-6 relative (benchmarks/throughput.py --parts inference). `OnnxNet` wraps the torch network and
 exports it again whenever one of its parameters or buffers has changed (training goes on between
 evaluations and updates the EMA in place), so it never runs stale weights. Whatever it cannot
 run (gradients, autocast, class labels, training mode, another device) goes to the torch network.
