@@ -208,18 +208,16 @@ def inference_speed(args) -> tuple[dict, str]:
         for p in net.parameters():  # trained-like weights, not the zero-initialised output layer
             p.normal_(0, 0.05)
     paths = {"torch": net, "onnx": OnnxNet(net)}
-    res = {"batch": args.sample_batch, "evals_per_s": {}, "max_relative_difference": None}
     x, c = torch.randn(args.sample_batch, 1, 28, 28), torch.randn(args.sample_batch)
     with torch.no_grad():
         out = {k: f(x, c) for k, f in paths.items()}  # warm-up and the one export
-        res["max_relative_difference"] = float((out["onnx"] - out["torch"]).abs().max() / out["torch"].abs().max())
         times = {k: [] for k in paths}
         for _ in range(args.rounds):
             for k, f in paths.items():
                 times[k].append(median_time(lambda: f(x, c), 3))
-    res["evals_per_s"] = {k: args.sample_batch / statistics.median(t) for k, t in times.items()}
-    res["speedup"] = res["evals_per_s"]["onnx"] / res["evals_per_s"]["torch"]
-    speed = res["evals_per_s"]
+    speed = {k: args.sample_batch / statistics.median(t) for k, t in times.items()}
+    res = {"batch": args.sample_batch, "evals_per_s": speed, "speedup": speed["onnx"] / speed["torch"],
+           "max_relative_difference": float((out["onnx"] - out["torch"]).abs().max() / out["torch"].abs().max())}
     return res, "\n".join([
         f"The sampling network's forward pass in fp32 (default UNet, batch {args.sample_batch}, "
         f"{args.threads} threads, medians of {args.rounds} alternating rounds of 3 calls):", "",
