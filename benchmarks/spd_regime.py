@@ -75,17 +75,21 @@ def curve(args) -> dict:
 
 def training_flops(cfg: SPDJobConfig) -> dict[str, int]:
     """FLOPs per image of one training step and one sampling call of the config's method, and its parameters."""
-    test = load_images(cfg.data.name, "test")
+    test = test_images(cfg)
     spec = model_spec(cfg, test.shape)
     state = TrainState(spec.new_net(), cfg.train)
     return {**flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema),
                     test.images[:1]), "parameters": count_parameters(state.net)}
 
 
-def orbit_features(group, n: int):
+def test_images(cfg: SPDJobConfig):
+    """The test split at the config's resolution."""
+    return load_images(cfg.data.name, "test", resolution=cfg.data.resolution or None)
+
+
+def orbit_features(cfg: SPDJobConfig, n: int):
     """Inception features of n images of the test set's group orbit (every image in every orientation)."""
-    test = load_images("c4-mnist", "test").images
-    orbit = group.orbit(test)
+    orbit = groups.get(cfg.symmetry.group).orbit(test_images(cfg).images)
     pick = torch.randperm(len(orbit), generator=torch.Generator().manual_seed(0))[:n]
     return fid_metric.features(orbit[pick], progress="orbit features")
 
@@ -97,15 +101,14 @@ def report(args, cfg: SPDJobConfig, chosen: dict, orbit) -> dict:
     test = score_checkpoint(Run(cfg.run_dir), c, dataset=cfg.data.name, split="test", n=args.test_n,
                             sample_steps=cfg.sample.steps, fid_against={"orbit": orbit})
     loaded = load_model(c.path, precision="fp32")
-    probe = load_images(cfg.data.name, "test").images[:16]
+    probe = test_images(cfg).images[:16]
     error = equivariance_error(loaded.denoiser, probe, groups.get(cfg.symmetry.group))
     return {"step": c.step, "valid_fid": chosen["fid"], "test_fid": test["fid"], "inv_fid": test["fid_orbit"],
             "equivariance_error": error}
 
 
 def compare(args) -> dict:
-    group = groups.get(job(args, args.sizes[0], "none", 0, args.steps).symmetry.group)
-    orbit = orbit_features(group, args.test_n)
+    orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
     costs = {m: training_flops(job(args, args.sizes[0], m, 0, args.steps)) for m in args.methods}
     per_image = {m: c["train_flops_per_image"] for m, c in costs.items()}
     plain = per_image.get("none", min(per_image.values()))

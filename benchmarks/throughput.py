@@ -37,6 +37,8 @@ from attndiff.diffusion.edm import Batch, EDMConfig, Precond, edm_loss  # noqa: 
 from attndiff.diffusion.inference import OnnxNet  # noqa: E402
 from attndiff.diffusion.sampling import edm_sigmas, sample  # noqa: E402
 from attndiff.diffusion.unet import UNet, count_parameters  # noqa: E402
+from attndiff.jobs.sfbd import SFBDJobConfig  # noqa: E402
+from attndiff.jobs.spd import SPDJobConfig  # noqa: E402
 from attndiff.jobs.train import TrainJobConfig  # noqa: E402
 from attndiff.metrics import fid  # noqa: E402
 
@@ -198,33 +200,56 @@ def diffusers_speed(args) -> tuple[dict, str]:
     return res, "\n".join(lines)
 
 
+# The sampling networks measured by the `inference` part: (config class, config, resolution); the
+# tests' tiny UNet is the one tests/jobs uses (8 channels, two levels) on 8x8 images.
+INFERENCE_NETS = {"default": (TrainJobConfig, "configs/train/mnist-cpu.toml", 28),
+                  "sfbd 16 px": (SFBDJobConfig, "configs/sfbd/mnist16-regime.toml", 16),
+                  "spd 16 px": (SPDJobConfig, "configs/spd/c4-mnist16-regime.toml", 16),
+                  "tests' tiny": (TrainJobConfig, None, 8)}
+TINY_UNET = ["unet.channels=8", "unet.channel_mult=[1, 2]", "unet.attn_levels=[1]"]
+
+
 def inference_speed(args) -> tuple[dict, str]:
     """The sampling network's forward pass (what sampling and SFBD's backward step call), torch
-    against ONNX Runtime (attndiff.diffusion.inference), fp32, alternating; network evaluations/s."""
-    cfg = config.load(TrainJobConfig, ROOT / "configs/train/mnist-cpu.toml")
-    torch.manual_seed(0)
-    net = UNet(cfg.unet, 1, 28).eval()
-    with torch.no_grad():
-        for p in net.parameters():  # trained-like weights, not the zero-initialised output layer
-            p.normal_(0, 0.05)
-    paths = {"torch": net, "onnx": OnnxNet(net)}
-    x, c = torch.randn(args.sample_batch, 1, 28, 28), torch.randn(args.sample_batch)
-    with torch.no_grad():
-        out = {k: f(x, c) for k, f in paths.items()}  # warm-up and the one export
-        times = {k: [] for k in paths}
-        for _ in range(args.rounds):
-            for k, f in paths.items():
-                times[k].append(median_time(lambda: f(x, c), 3))
-    speed = {k: args.sample_batch / statistics.median(t) for k, t in times.items()}
-    res = {"batch": args.sample_batch, "evals_per_s": speed, "speedup": speed["onnx"] / speed["torch"],
-           "max_relative_difference": float((out["onnx"] - out["torch"]).abs().max() / out["torch"].abs().max())}
-    return res, "\n".join([
-        f"The sampling network's forward pass in fp32 (default UNet, batch {args.sample_batch}, "
-        f"{args.threads} threads, medians of {args.rounds} alternating rounds of 3 calls):", "",
-        "| | torch | ONNX Runtime | onnx / torch |", "|---|---:|---:|---:|",
-        f"| network evaluations per second (images x steps) | {speed['torch']:.0f} | {speed['onnx']:.0f} | "
-        f"{res['speedup']:.2f} |", "",
-        f"Largest difference between the two paths' outputs: {res['max_relative_difference']:.1e} of the largest."])
+    against ONNX Runtime (attndiff.diffusion.inference), fp32, alternating, for networks of several
+    sizes: network evaluations/s, the seconds one export takes (the ONNX graph and its session;
+    done again whenever the weights change) and the image evaluations it takes to repay it."""
+    res, rows = {}, []
+    for name, (kind, path, resolution) in INFERENCE_NETS.items():
+        cfg = config.load(kind, ROOT / path if path else None, [] if path else TINY_UNET)
+        torch.manual_seed(0)
+        net = UNet(cfg.unet, 1, resolution).eval()
+        with torch.no_grad():
+            for p in net.parameters():  # trained-like weights, not the zero-initialised output layer
+                p.normal_(0, 0.05)
+        paths = {"torch": net, "onnx": OnnxNet(net)}
+        x, c = torch.randn(args.sample_batch, 1, resolution, resolution), torch.randn(args.sample_batch)
+        with torch.no_grad():
+            out = {k: f(x, c) for k, f in paths.items()}  # warm-up and the one export
+            export = statistics.median(median_time(lambda: OnnxNet(net)(x[:2], c[:2]), 1) for _ in range(3))
+            times = {k: [] for k in paths}
+            for _ in range(args.rounds):
+                for k, f in paths.items():
+                    times[k].append(median_time(lambda: f(x, c), 3))
+        speed = {k: args.sample_batch / statistics.median(t) for k, t in times.items()}
+        saved = 1 / speed["torch"] - 1 / speed["onnx"]  # seconds per image evaluation
+        res[name] = {"config": path, "resolution": resolution, "parameters": count_parameters(net),
+                     "evals_per_s": speed, "speedup": speed["onnx"] / speed["torch"], "export_s": export,
+                     "break_even_evals": export / saved if saved > 0 else None,
+                     "max_relative_difference": float((out["onnx"] - out["torch"]).abs().max()
+                                                      / out["torch"].abs().max())}
+        r = res[name]
+        rows.append(f"| {name} | {resolution} | {r['parameters']:,} | {speed['torch']:.0f} | {speed['onnx']:.0f} | "
+                    f"{r['speedup']:.2f} | {export:.2f} | "
+                    + (f"{r['break_even_evals']:,.0f}" if r["break_even_evals"] else "never") + " |")
+    worst = max(r["max_relative_difference"] for r in res.values())
+    return {"batch": args.sample_batch, "networks": res}, "\n".join([
+        f"The sampling network's forward pass in fp32 (batch {args.sample_batch}, {args.threads} threads, medians of "
+        f"{args.rounds} alternating rounds of 3 calls; an export: median of 3), network evaluations (images x steps) "
+        "per second:", "",
+        "| network | px | parameters | torch | ONNX Runtime | onnx / torch | export (s) | evaluations to repay it |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
+        f"Largest difference between the two paths' outputs: {worst:.1e} of the largest."])
 
 
 def inception_table(args, inception: dict) -> str:

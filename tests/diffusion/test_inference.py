@@ -6,7 +6,7 @@ from attndiff.diffusion import model
 from attndiff.diffusion.edm import EDMConfig
 from attndiff.diffusion.inference import OnnxNet
 from attndiff.diffusion.sampling import edm_sigmas, generate
-from attndiff.diffusion.unet import UNet, UNetConfig
+from attndiff.diffusion.unet import UNet, UNetConfig, count_parameters
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -68,7 +68,11 @@ def spec(**kw) -> model.ModelSpec:
 
 def test_the_spec_chooses_onnx_for_the_plain_unet_in_fp32_on_the_cpu():
     net = unet()
-    assert isinstance(spec(precision="fp32").inference_net(net), OnnxNet)
+    assert isinstance(spec(precision="fp32", backend="onnx").inference_net(net), OnnxNet)
+    assert spec(precision="fp32").inference_net(net) is net  # auto: too small to repay an export
+    large = UNet(UNetConfig(channels=32, channel_mult=(1, 2), num_blocks=1, attn_levels=(1,)), 1, 8)
+    assert count_parameters(large) >= model.ONNX_MIN_PARAMETERS
+    assert isinstance(spec(precision="fp32").inference_net(large), OnnxNet)
     assert spec(precision="fp32", backend="torch").inference_net(net) is net
     assert spec(precision="bf16").inference_net(net) is net
     with pytest.raises(UserError, match="onnx"):
@@ -79,7 +83,8 @@ def test_the_spec_chooses_onnx_for_the_plain_unet_in_fp32_on_the_cpu():
 
 def test_samples_through_onnx_equal_torch_samples():
     net, sigmas = unet(), edm_sigmas(4)
-    a = generate(spec(precision="fp32").sampling_denoiser(net), 6, (1, 8, 8), sigmas, batch_size=4, progress=False)
+    a = generate(spec(precision="fp32", backend="onnx").sampling_denoiser(net), 6, (1, 8, 8), sigmas, batch_size=4,
+                 progress=False)
     b = generate(spec(precision="fp32", backend="torch").sampling_denoiser(net), 6, (1, 8, 8), sigmas, batch_size=4,
                  progress=False)
     assert_close(a, b)

@@ -33,7 +33,8 @@ def final_weights(run_dir, tag="round2"):
 
 
 def test_tiny_run_writes_every_artifact(tmp_path):
-    cfg = tiny(tmp_path / "run", "fid.n=8", "sfbd.denoised_fid_n=8")
+    # backend onnx: the sampling network in ONNX Runtime end to end ("auto" keeps a net this small in torch)
+    cfg = tiny(tmp_path / "run", "fid.n=8", "sfbd.denoised_fid_n=8", "sample.backend=onnx")
     run_dir = run_sfbd(cfg)
     assert (run_dir / "report.html").exists() and (run_dir / "config.toml").exists()
     for k in range(3):

@@ -1,12 +1,16 @@
 """`attndiff spd train` and `spd denoise` end to end on a few c4-mnist images with a tiny UNet."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from attndiff import config
 from attndiff.cli import main
-from attndiff.jobs.train import load_model
+from attndiff.jobs.spd import SPDJobConfig
+from attndiff.jobs.train import load_model, model_spec
 from attndiff.symmetry import groups
 from attndiff.symmetry.metrics import equivariance_error
 
@@ -39,6 +43,16 @@ def test_every_method_trains_samples_and_reports(tmp_path, method):
     before = (out / "metrics.jsonl").read_text()
     _train(tmp_path, method)
     assert (out / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs" / "spd").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_spd_config_parses_and_builds_its_model(path):
+    cfg = config.load(SPDJobConfig, path)
+    shape = (3 if "emoji" in cfg.data.name else 1, *(2 * [cfg.data.resolution or 28]))
+    spec = model_spec(cfg, shape)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    assert spec.denoiser(spec.new_net())(x, torch.tensor([0.5, 2.0])).shape == x.shape
 
 
 def test_toy_set_reports_orientation_shares(tmp_path):

@@ -21,7 +21,7 @@ def _max_error(denoiser, group, x):
 
 
 @pytest.mark.parametrize("name", ["C4", "D4", "H", "V", "trivial"])
-@pytest.mark.parametrize("resolution", [28, 32])
+@pytest.mark.parametrize("resolution", [16, 28, 32])
 def test_regular_unet_is_equivariant_for_every_element(name, resolution):
     group = groups.get(name)
     x = torch.randn(3, 1, resolution, resolution, generator=torch.Generator().manual_seed(2))

@@ -26,11 +26,16 @@ from attndiff import UserError, onnx_runtime
 from attndiff.diffusion.edm import EDMConfig, Loss, Precond, edm_loss
 from attndiff.diffusion.inference import OnnxNet
 from attndiff.diffusion.mlp import MLP
-from attndiff.diffusion.unet import PLAIN, Layers, UNet, UNetConfig
+from attndiff.diffusion.unet import PLAIN, Layers, UNet, UNetConfig, count_parameters
 from attndiff.precision import autocast_dtype
 
 Shape = tuple[int, int, int]
 BACKENDS = ("auto", "onnx", "torch")
+# With backend "auto", smaller networks stay in torch: an export (about a second, again after every
+# weight change) is repaid only after many evaluations of a small network (the tests' 64k-parameter
+# UNet: about 158,000 image evaluations; the default 1.07M one at 28x28: about 190;
+# benchmarks/README.md, throughput-inference).
+ONNX_MIN_PARAMETERS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +109,9 @@ class ModelSpec:
 
     def inference_net(self, net: nn.Module) -> nn.Module:
         """The network that sampling calls: the plain UNet in fp32 on the CPU runs in ONNX Runtime
-        (faster; attndiff.diffusion.inference) with backend "auto" or "onnx" when onnxruntime is
-        installed; every other model, and backend "torch", runs `net` itself."""
+        (faster; attndiff.diffusion.inference) when onnxruntime is installed, with backend "onnx",
+        or "auto" if it has at least ONNX_MIN_PARAMETERS; every other model, and backend "torch",
+        runs `net` itself."""
         if self.backend not in BACKENDS:
             raise UserError(f"sample.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.backend == "torch":
@@ -113,7 +119,7 @@ class ModelSpec:
         fits = (self.recipe.name == "none" and isinstance(net, UNet) and torch.device(self.device).type == "cpu"
                 and autocast_dtype(self.precision, self.device) is None)
         if fits and onnx_runtime.available():
-            return OnnxNet(net)
+            return OnnxNet(net) if self.backend == "onnx" or count_parameters(net) >= ONNX_MIN_PARAMETERS else net
         if self.backend == "onnx":
             raise UserError("sample.backend = onnx needs the plain UNet in fp32 on the CPU and onnxruntime and onnx: "
                             f"`{onnx_runtime.INSTALL}`")
