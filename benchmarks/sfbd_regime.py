@@ -14,7 +14,10 @@ seed after them; each run is scored as soon as it is trained. Near
 copies are counted against the clean part, the held-back originals of the noisy images and, for
 SFBD, every denoised set it trained on. The baselines also train on to the budget with SFBD's
 backward network evaluations added (`equal evaluations`), and are selected again within it.
-Everything is a resumable run folder under runs/regime/; rerunning continues.
+Everything is a resumable run folder under runs/regime/; rerunning continues. The results JSON
+is rewritten after every scored run and is the record across machines: a rerun keeps the curve
+and every (method, seed) it already holds and trains only the rest (a fresh checkout has no
+runs/ folder, so `--seeds 3` after `--seeds 1` adds seeds 1 and 2 there).
 
     python benchmarks/sfbd_regime.py --phase curve
     python benchmarks/sfbd_regime.py --seeds 3
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, save_results, stats  # noqa: E402
+from common import HERE, command_line, machine, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
@@ -119,10 +122,10 @@ def curve(args) -> dict:
 
 
 def plan(args) -> list[tuple[int, str]]:
-    """(seed, method) in the order they run: SFBD and clean-only for every seed first (the
-    comparison the benchmark is about), then the other baselines on the first seed."""
+    """(seed, method) in the order they run: SFBD's seeds, then clean-only's (the comparison the
+    benchmark is about), then the other baselines on the first seed."""
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    order = [(s, m) for s in seeds for m in ("sfbd", "clean-only")]
+    order = [(s, m) for m in ("sfbd", "clean-only") for s in seeds]
     order += [(args.first_seed, m) for m in BASELINES if m != "clean-only"]
     return [(s, m) for s, m in order if m in args.methods]
 
@@ -134,31 +137,41 @@ def train(args, seed: int, method: str, budget: dict) -> None:
         run_baseline(job(args, seed, method, **{"train.steps": budget["equal_evaluations"], "sfbd.rounds": 0}), method)
 
 
-def compare(args) -> dict:
-    """Each run trained, then scored (so a stopped benchmark has its finished runs' scores logged)."""
+def compare(args, results: dict, save) -> None:
+    """Each run not in `results` yet trained, then scored and saved (so a stopped benchmark keeps
+    its finished runs' scores, and a later one, here or on another machine, adds the rest)."""
     budget = budgets(job(args, args.first_seed), args.every)
-    runs = []
+    if results.setdefault("budget", budget) != budget:
+        raise SystemExit(f"error: the step budget {budget} differs from the results file's {results['budget']}: "
+                         "rerun with --name to start another results file")
+    runs = results.setdefault("runs", [])
     for seed, method in plan(args):
+        if any(r["method"] == method and r["seed"] == seed for r in runs):
+            continue
         train(args, seed, method, budget)
         cfg = job(args, seed, method)
-        entry, refs = {"method": method, "seed": seed}, references(cfg, method)
+        entry = {"method": method, "seed": seed, "command": command_line(), "machine": machine()}
+        refs = references(cfg, method)
         for limit in ("steps", "equal_evaluations") if method != "sfbd" else ("steps",):
             records = validation(args, cfg, seed, method, budget[limit], refs)
             chosen = best(records)
             entry[limit] = {"best": chosen, "test": test_score(args, cfg, seed, method, chosen, refs),
                             "curve": [{k: r[k] for k in ("step", "fid")} for r in records]}
         runs.append(entry)
-    return {"budget": budget, "runs": runs, **ceilings(args, job(args, args.first_seed))}
+        save()
+    results.update(ceilings(args, job(args, args.first_seed), results))
 
 
-def ceilings(args, cfg: SFBDJobConfig) -> dict:
+def ceilings(args, cfg: SFBDJobConfig, results: dict) -> dict:
     """The test FID (same reference, same N as the models) of what the models learn from: the
     clean part itself (repeated to N: a model that copies it perfectly), the held-back originals
     of the noisy part (the oracle's data; the same images as the denoised sets' first N) and
-    each denoised set. Kept beside the first seed's SFBD run and not computed again on a rerun."""
+    each denoised set. Kept in the results file and beside the first seed's SFBD run, and not
+    computed again on a rerun."""
     split, n = load_split(cfg), args.test_n
     cache = Path(cfg.run_dir) / f"ceilings-test-n{n}.json"
-    out = json.loads(cache.read_text()) if cache.exists() else {}
+    kept = {k: results[k] for k in ("clean_part_fid", "originals_fid", "denoised_fid") if results.get(k)}
+    out = json.loads(cache.read_text()) if cache.exists() else kept
     if "clean_part_fid" not in out:
         clean = split.clean.images.repeat(math.ceil(n / len(split.clean)), 1, 1, 1)[:n]
         out["clean_part_fid"] = fid_metric.fid(clean, cfg.data.name, "test", n, progress=False)["fid"]
@@ -169,7 +182,7 @@ def ceilings(args, cfg: SFBDJobConfig) -> dict:
                                               cfg.data.name, "test", n, progress=False)["fid"]
                                for k in range(1, cfg.sfbd.rounds + 1)]
     write_text(cache, json.dumps(out) + "\n")
-    return out if "sfbd" in args.methods else {**out, "denoised_fid": []}
+    return out
 
 
 def summary(runs: list[dict]) -> dict:
@@ -285,12 +298,15 @@ def compare_table(results: dict) -> list[str]:
                          f"{fmt(v['copy_clean'], pct=True)} | {fmt(v['copy_originals'], pct=True)} | "
                          f"{fmt(v.get('copy_denoised'), pct=True)} | {fmt(w['test_fid']) if w else '-'} |")
     lines += paper_table(s)
+    if "clean_part_fid" not in results:
+        return lines
     lines += ["", f"What the models learn from, scored the same way (test FID, N = {results['test_n']}): the clean "
               f"part itself, repeated to N (a model that copies it perfectly): {results['clean_part_fid']:.1f}; "
               + (f"the held-back originals of the noisy part (the oracle's data): {results['originals_fid']:.1f}; "
                  if "originals_fid" in results else "")
               + ("SFBD's denoised sets of the same images by round (first seed): "
-                 + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]) if results["denoised_fid"] else ""), ""]
+                 + ", ".join(f"{v:.1f}" for v in results["denoised_fid"]) if results.get("denoised_fid") else ""),
+              ""]
     return lines
 
 
@@ -333,19 +349,47 @@ def main():
     torch.set_num_threads(2)
     args.fid = config.load(SFBDJobConfig, args.config, args.overrides).fid
     name = args.name or f"sfbd-regime-{Path(args.config).stem}-c{args.fraction:g}"
-    results = {"config": args.config, "fraction": args.fraction, "test_n": args.test_n, "paper": PAPER}
-    if args.phase in ("curve", "all"):
+    results = {"config": args.config, "fraction": args.fraction, "test_n": args.test_n, "paper": PAPER,
+               **earlier(args, HERE / "results" / f"{name}.json")}
+    results["commands"] = [*results.get("commands", []), command_line()]
+
+    def save() -> None:
+        if results.get("runs"):
+            results["summary"] = summary(results["runs"])
+        figure(results, HERE / "results" / f"{name}.png")
+        samples_figure(args, results, HERE / "results" / f"{name}-samples.png")
+        pictures = [f"![validation curves](results/{name}.png)"]
+        if "runs" in results:
+            pictures.append(f"![test samples at the selected checkpoints](results/{name}-samples.png)")
+        text = "\n".join([*curve_table(results), *compare_table(results), *pictures])
+        save_results(name, results, text)
+
+    if "clean_only_curve" not in results:
         results.update(curve(args))
+        save()
     if args.phase == "all":
-        results.update(compare(args))
-        results["summary"] = summary(results["runs"])
-    figure(results, HERE / "results" / f"{name}.png")
-    samples_figure(args, results, HERE / "results" / f"{name}-samples.png")
-    pictures = [f"![validation curves](results/{name}.png)"]
-    if "runs" in results:
-        pictures.append(f"![test samples at the selected checkpoints](results/{name}-samples.png)")
-    text = "\n".join([*curve_table(results), *compare_table(results), *pictures])
-    save_results(name, results, text)
+        compare(args, results, save)
+        save()
+
+
+def earlier(args, path: Path) -> dict:
+    """What an earlier run of this benchmark left in its results file (curve, runs, ceilings), if
+    it measured the same thing: same config, clean fraction, test N and curve length."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = (old.get("config") == args.config and old.get("fraction") == args.fraction
+            and old.get("test_n") == args.test_n
+            and old.get("clean_only_curve", [{}])[-1].get("step") == args.curve_steps)
+    if not same:
+        raise SystemExit(f"error: {path} holds another measurement (config, fraction, test N or curve steps "
+                         "differ): rerun with the same settings to add to it, or with --name to start another")
+    keep = ("clean_only_curve", "clean_images", "settings", "budget", "runs", "clean_part_fid", "originals_fid",
+            "denoised_fid")
+    for run in old.get("runs", []):
+        run.setdefault("command", old.get("command"))
+        run.setdefault("machine", old.get("machine"))
+    return {"commands": old.get("commands", [old.get("command")]), **{k: old[k] for k in keep if k in old}}
 
 
 if __name__ == "__main__":
