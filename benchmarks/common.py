@@ -67,6 +67,24 @@ def save_results(name: str, results: dict, table: str) -> None:
     print(table)
 
 
+def earlier(name: str, same: dict) -> dict:
+    """results/<name>.json as an earlier run of a resumable benchmark left it ({} if none), for a
+    rerun to add to: the record that travels between checkouts and machines, where run folders do
+    not. An error if it measured something else (a value of `same` differs)."""
+    path = HERE / "results" / f"{name}.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    differ = [k for k, v in same.items() if old.get(k) != v]
+    if differ:
+        raise SystemExit(f"error: results/{name}.json holds another measurement ({', '.join(differ)} differ): rerun "
+                         "with its settings to add to it, or with --name to start another results file")
+    for run in old.get("runs", []):
+        run.setdefault("command", old.get("command"))
+        run.setdefault("machine", old.get("machine"))
+    return old
+
+
 def stats(values: list[float]) -> dict:
     """Mean, sample std (None for one value), count and the values themselves."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, machine, save_results, stats  # noqa: E402
+from common import HERE, command_line, earlier, machine, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
@@ -350,7 +350,9 @@ def main():
     args.fid = config.load(SFBDJobConfig, args.config, args.overrides).fid
     name = args.name or f"sfbd-regime-{Path(args.config).stem}-c{args.fraction:g}"
     results = {"config": args.config, "fraction": args.fraction, "test_n": args.test_n, "paper": PAPER,
-               **earlier(args, HERE / "results" / f"{name}.json")}
+               **earlier_run(args, name)}
+    if overrides(args):
+        results["overrides"] = overrides(args)
     results["commands"] = [*results.get("commands", []), command_line()]
 
     def save() -> None:
@@ -372,24 +374,24 @@ def main():
         save()
 
 
-def earlier(args, path: Path) -> dict:
+def overrides(args) -> list[str]:
+    """The settings that change what is measured beyond the config: --set's and --tag."""
+    return [*args.overrides, *([f"--tag {args.tag}"] if args.tag else [])]
+
+
+def earlier_run(args, name: str) -> dict:
     """What an earlier run of this benchmark left in its results file (curve, runs, ceilings), if
     it measured the same thing: same config, clean fraction, test N and curve length."""
-    if not path.exists():
-        return {}
-    old = json.loads(path.read_text())
-    same = (old.get("config") == args.config and old.get("fraction") == args.fraction
-            and old.get("test_n") == args.test_n
-            and old.get("clean_only_curve", [{}])[-1].get("step") == args.curve_steps)
-    if not same:
-        raise SystemExit(f"error: {path} holds another measurement (config, fraction, test N or curve steps "
-                         "differ): rerun with the same settings to add to it, or with --name to start another")
-    keep = ("clean_only_curve", "clean_images", "settings", "budget", "runs", "clean_part_fid", "originals_fid",
-            "denoised_fid")
-    for run in old.get("runs", []):
-        run.setdefault("command", old.get("command"))
-        run.setdefault("machine", old.get("machine"))
-    return {"commands": old.get("commands", [old.get("command")]), **{k: old[k] for k in keep if k in old}}
+    old = earlier(name, {"config": args.config, "fraction": args.fraction, "test_n": args.test_n})
+    if old and old.get("overrides", []) != overrides(args):
+        raise SystemExit(f"error: results/{name}.json was measured with other --set/--tag: rerun with its settings, "
+                         "or with --name")
+    if old and old["clean_only_curve"][-1]["step"] != args.curve_steps:
+        raise SystemExit(f"error: results/{name}.json holds a {old['clean_only_curve'][-1]['step']}-step curve, not "
+                         f"--curve-steps {args.curve_steps}: rerun with its settings, or with --name")
+    keep = ("commands", "clean_only_curve", "clean_images", "settings", "budget", "runs", "clean_part_fid",
+            "originals_fid", "denoised_fid")
+    return {"commands": [old["command"]], **{k: old[k] for k in keep if k in old}} if old else {}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Runs are resumable: rerunning the script reuses finished runs and continues unfi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -56,7 +57,7 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
     """Median seconds per training step and per denoiser call, methods interleaved round by round."""
     data = load_data(cfg.data)
     x = data.images[:cfg.train.batch_size]
-    setups = {}
+    setups, specs = {}, {}
     for method in methods:
         c = config.from_dict(SPDJobConfig, {**config.to_dict(cfg), "symmetry": {
             **config.to_dict(cfg.symmetry), "method": method}})
@@ -66,7 +67,7 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
         denoiser = spec.denoiser(state.net)
         loss_fn = spec.loss(state.ema)
         sampler = spec.sampling_denoiser(state.ema)
-        setups[method] = (state, denoiser, loss_fn, sampler)
+        setups[method], specs[method] = (state, denoiser, loss_fn, sampler), spec
     times = {m: {"train": [], "sample": []} for m in methods}
     gen = torch.Generator().manual_seed(0)
     for _ in range(rounds + 1):  # the first round warms up and is dropped
@@ -87,18 +88,22 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
         train_s, sample_s = statistics.median(t["train"][1:]), statistics.median(t["sample"][1:])
         out[method] = {"train_step_s": train_s, "denoiser_call_s": sample_s,
                        "sample_cost_vs_none": sample_s / base if base else None,
-                       "parameters": count_parameters(setups[method][0].net), **flops(*setups[method], x[:1])}
+                       "parameters": count_parameters(setups[method][0].net),
+                       **flops(specs[method], setups[method][0], x[:1])}
     return out
 
 
-def flops(state, denoiser, loss_fn, sampler, x: torch.Tensor) -> dict[str, int]:
+def flops(spec: model.ModelSpec, state: TrainState, x: torch.Tensor) -> dict[str, int]:
     """FLOPs per image (torch's counter: matmuls and convolutions) of one training step
-    (loss, backward) and of one call of the denoiser that samples (frame averaging: |G| passes)."""
+    (loss, backward) and of one call of the denoiser that samples (frame averaging: |G| passes),
+    counted on the torch network (the counter does not see ONNX Runtime's work)."""
+    spec = dataclasses.replace(spec, backend="torch")
     with FlopCounterMode(display=False) as counter:
-        loss_fn(denoiser, Batch(x), generator=torch.Generator().manual_seed(0)).mean().backward()
+        spec.loss(state.ema)(spec.denoiser(state.net), Batch(x), generator=torch.Generator().manual_seed(0)).mean() \
+            .backward()
     state.opt.zero_grad()
     with FlopCounterMode(display=False) as sample_counter, torch.no_grad():
-        sampler(x, 1.0)
+        spec.sampling_denoiser(state.ema)(x, 1.0)
     return {"train_flops_per_image": counter.get_total_flops(),
             "sample_flops_per_image": sample_counter.get_total_flops()}
 

@@ -12,7 +12,9 @@ equivariance error of its sampling denoiser, all in fp32. --seeds training seeds
 regular, one for the others. Equal training FLOPs: each model is also selected among its
 checkpoints within the FLOPs the plain model spends in --steps (frame averaging, at |G| times
 the FLOPs per step, gets a quarter of the steps under C4). Every run is a resumable run folder
-under --out (runs/spd-regime/); rerunning continues.
+under --out (runs/spd-regime/); rerunning continues. The results JSON is rewritten after every
+scored run and is the record across checkouts: a rerun with the same settings keeps its curve and
+runs and trains only the (method, size, seed) triples it lacks.
 
     python benchmarks/spd_regime.py --phase curve
     python benchmarks/spd_regime.py --steps 4000 --seeds 3
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results  # noqa: E402
+from common import command_line, earlier, machine, save_results  # noqa: E402
 from spd import flops  # noqa: E402
 
 from attndiff import config  # noqa: E402
@@ -70,7 +72,7 @@ def curve(args) -> dict:
         cfg = job(args, size, "none", args.first_seed, args.curve_steps)
         run_spd(cfg)
         out[str(size)] = [{k: r[k] for k in ("step", "fid", "fid_n")} for r in validation(args, cfg, 0)]
-    return {"curve": out, "curve_steps": args.curve_steps}
+    return {"curve": out}
 
 
 def training_flops(cfg: SPDJobConfig) -> dict[str, int]:
@@ -78,8 +80,7 @@ def training_flops(cfg: SPDJobConfig) -> dict[str, int]:
     test = test_images(cfg)
     spec = model_spec(cfg, test.shape)
     state = TrainState(spec.new_net(), cfg.train)
-    return {**flops(state, spec.denoiser(state.net), spec.loss(state.ema), spec.sampling_denoiser(state.ema),
-                    test.images[:1]), "parameters": count_parameters(state.net)}
+    return {**flops(spec, state, test.images[:1]), "parameters": count_parameters(state.net)}
 
 
 def test_images(cfg: SPDJobConfig):
@@ -107,15 +108,23 @@ def report(args, cfg: SPDJobConfig, chosen: dict, orbit) -> dict:
             "equivariance_error": error}
 
 
-def compare(args) -> dict:
+def compare(args, results: dict, save) -> None:
+    """Every (method, size, seed) not in `results` yet trained, scored and saved."""
+    if results.setdefault("steps", args.steps) != args.steps:
+        raise SystemExit(f"error: the results file holds {results['steps']}-step runs, not --steps {args.steps}: "
+                         "rerun with its settings, or with --name")
     orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
-    costs = {m: training_flops(job(args, args.sizes[0], m, 0, args.steps)) for m in args.methods}
+    costs = results.setdefault("cost", {})
+    for m in (m for m in args.methods if m not in costs):
+        costs[m] = training_flops(job(args, args.sizes[0], m, 0, args.steps))
     per_image = {m: c["train_flops_per_image"] for m, c in costs.items()}
     plain = per_image.get("none", min(per_image.values()))
-    runs = []
+    runs = results.setdefault("runs", [])
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in (m for m in args.methods if seed == args.first_seed or m in SEEDED):
             for size in args.sizes:
+                if any((r["method"], r["size"], r["seed"]) == (method, size, seed) for r in runs):
+                    continue
                 cfg = job(args, size, method, seed, args.steps)
                 run_spd(cfg)
                 records = validation(args, cfg, args.steps)
@@ -123,10 +132,11 @@ def compare(args) -> dict:
                 within = [r for r in records if r["step"] <= equal] or records[:1]
                 entry = {"method": method, "size": size, "seed": seed,
                          "equal_steps": report(args, cfg, best(records), orbit),
-                         "equal_flops": report(args, cfg, best(within), orbit)}
+                         "equal_flops": report(args, cfg, best(within), orbit),
+                         "command": command_line(), "machine": machine()}
                 runs.append(entry)
                 print(entry)
-    return {"steps": args.steps, "cost": costs, "runs": runs}
+                save()
 
 
 def summary(runs: list[dict], budget: str) -> dict:
@@ -198,11 +208,21 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(2)
     args.fid = config.load(SPDJobConfig, args.config, args.overrides).fid
-    results = {"config": args.config, "sizes": args.sizes, "test_n": args.test_n, "paper": PAPER,
-               "regular_fields": args.regular_fields, **curve(args)}
+    name = args.name or f"spd-regime-{Path(args.config).stem}"
+    same = {"config": args.config, "sizes": args.sizes, "test_n": args.test_n, "regular_fields": args.regular_fields,
+            "curve_steps": args.curve_steps, "overrides": args.overrides}
+    old = earlier(name, same)
+    results = {**same, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
+    results["commands"] = [*old.get("commands", []), command_line()]
+
+    def save() -> None:
+        save_results(name, results, table(args, results))
+
+    if "curve" not in results:
+        results.update(curve(args))
+        save()
     if args.phase == "all":
-        results.update(compare(args))
-    save_results(args.name or f"spd-regime-{Path(args.config).stem}", results, table(args, results))
+        compare(args, results, save)
 
 
 if __name__ == "__main__":
