@@ -196,6 +196,9 @@ def summary(runs: list[dict]) -> dict:
                 out[f"{method}@{limit}"] = {"test_fid": stats([row["test"]["fid"] for row in rows]),
                                             "best_step": [row["best"]["step"] for row in rows],
                                             "val_fid": stats([row["best"]["fid"] for row in rows]), **copies}
+    base = out.get("clean-only@steps")
+    for cell in out.values() if base else ():
+        cell["test_fid_to_clean_only"] = cell["test_fid"]["mean"] / base["test_fid"]["mean"]
     return out
 
 
@@ -237,18 +240,27 @@ def figure(results: dict, path: Path) -> None:
 
 
 def samples_figure(args, results: dict, path: Path) -> None:
-    """The first seed's test samples of every model at its selected checkpoint, side by side."""
+    """The first seed's test samples of every model at its selected checkpoint, side by side. Each
+    grid is kept beside the figure (`<figure>-grids/`: run folders do not travel between checkouts),
+    and the figure is redrawn only when every first-seed run's grid is there."""
+    import shutil
+
     from PIL import Image
 
-    shown = []
-    for run in results.get("runs", []):
-        if run["seed"] == args.first_seed:
-            stem = Path(run["steps"]["best"]["checkpoint"]).stem
-            grid = run_dir(args, run["seed"], run["method"]) / "samples" / f"select-test-{stem}.png"
-            if grid.exists():
-                shown.append((run["method"], run["steps"]["best"]["step"], np.asarray(Image.open(grid))))
-    if not shown:
+    kept = path.with_name(path.stem + "-grids")
+    runs = [r for r in results.get("runs", []) if r["seed"] == args.first_seed]
+    for run in runs:
+        stem = Path(run["steps"]["best"]["checkpoint"]).stem
+        grid = run_dir(args, run["seed"], run["method"]) / "samples" / f"select-test-{stem}.png"
+        if grid.exists():
+            kept.mkdir(exist_ok=True)
+            shutil.copyfile(grid, kept / f"{run['method']}-s{run['seed']}.png")
+    missing = [r["method"] for r in runs if not (kept / f"{r['method']}-s{r['seed']}.png").exists()]
+    if missing or not runs:
+        print(f"{path.name} not redrawn: no test-sample grid of {', '.join(missing) or 'any run'}")
         return
+    shown = [(r["method"], r["steps"]["best"]["step"], np.asarray(Image.open(kept / f"{r['method']}-s{r['seed']}.png")))
+             for r in runs]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.3), squeeze=False)
     for ax, (method, step, image) in zip(axes[0], shown):
         ax.imshow(image, cmap="gray")
@@ -326,7 +338,7 @@ def paper_table(s: dict) -> list[str]:
     for m in METHODS:
         v = s.get(f"{m}@steps")
         if v:
-            lines.append(f"| {m} | {v['test_fid']['mean'] / base['test_fid']['mean']:.2f} | "
+            lines.append(f"| {m} | {v['test_fid_to_clean_only']:.2f} | "
                          + (f"{theirs[m]:.2f}" if m in theirs else "-") + " |")
     return lines
 
@@ -353,7 +365,8 @@ def main():
                **earlier_run(args, name)}
     if overrides(args):
         results["overrides"] = overrides(args)
-    results["commands"] = [*results.get("commands", []), command_line()]
+    if command_line() not in results.setdefault("commands", []):
+        results["commands"].append(command_line())
 
     def save() -> None:
         if results.get("runs"):

@@ -213,7 +213,9 @@ def main():
             "curve_steps": args.curve_steps, "overrides": args.overrides}
     old = earlier(name, same)
     results = {**same, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
-    results["commands"] = [*old.get("commands", []), command_line()]
+    results["commands"] = old.get("commands", [])
+    if command_line() not in results["commands"]:
+        results["commands"].append(command_line())
 
     def save() -> None:
         save_results(name, results, table(args, results))
