@@ -98,9 +98,9 @@ def flops(spec: model.ModelSpec, state: TrainState, x: torch.Tensor) -> dict[str
     (loss, backward) and of one call of the denoiser that samples (frame averaging: |G| passes),
     counted on the torch network (the counter does not see ONNX Runtime's work)."""
     spec = dataclasses.replace(spec, backend="torch")
+    loss_fn = spec.loss(state.ema)
     with FlopCounterMode(display=False) as counter:
-        spec.loss(state.ema)(spec.denoiser(state.net), Batch(x), generator=torch.Generator().manual_seed(0)).mean() \
-            .backward()
+        loss_fn(spec.denoiser(state.net), Batch(x), generator=torch.Generator().manual_seed(0)).mean().backward()
     state.opt.zero_grad()
     with FlopCounterMode(display=False) as sample_counter, torch.no_grad():
         spec.sampling_denoiser(state.ema)(x, 1.0)
