@@ -85,6 +85,12 @@ def earlier(name: str, same: dict) -> dict:
     return old
 
 
+def commands(old: dict) -> list[str]:
+    """The command lines behind a resumable benchmark's results: an earlier run's and this one."""
+    out = old.get("commands") or ([old["command"]] if "command" in old else [])
+    return out if command_line() in out else [*out, command_line()]
+
+
 def stats(values: list[float]) -> dict:
     """Mean, sample std (None for one value), count and the values themselves."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,

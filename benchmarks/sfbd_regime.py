@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, earlier, machine, save_results, stats  # noqa: E402
+from common import HERE, command_line, commands, earlier, machine, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
@@ -196,9 +196,10 @@ def summary(runs: list[dict]) -> dict:
                 out[f"{method}@{limit}"] = {"test_fid": stats([row["test"]["fid"] for row in rows]),
                                             "best_step": [row["best"]["step"] for row in rows],
                                             "val_fid": stats([row["best"]["fid"] for row in rows]), **copies}
-    base = out.get("clean-only@steps")
-    for cell in out.values() if base else ():
-        cell["test_fid_to_clean_only"] = cell["test_fid"]["mean"] / base["test_fid"]["mean"]
+    if "clean-only@steps" in out:
+        base = out["clean-only@steps"]["test_fid"]["mean"]
+        for cell in out.values():
+            cell["test_fid_to_clean_only"] = cell["test_fid"]["mean"] / base
     return out
 
 
@@ -365,8 +366,6 @@ def main():
                **earlier_run(args, name)}
     if overrides(args):
         results["overrides"] = overrides(args)
-    if command_line() not in results.setdefault("commands", []):
-        results["commands"].append(command_line())
 
     def save() -> None:
         if results.get("runs"):
@@ -402,9 +401,9 @@ def earlier_run(args, name: str) -> dict:
     if old and old["clean_only_curve"][-1]["step"] != args.curve_steps:
         raise SystemExit(f"error: results/{name}.json holds a {old['clean_only_curve'][-1]['step']}-step curve, not "
                          f"--curve-steps {args.curve_steps}: rerun with its settings, or with --name")
-    keep = ("commands", "clean_only_curve", "clean_images", "settings", "budget", "runs", "clean_part_fid",
-            "originals_fid", "denoised_fid")
-    return {"commands": [old["command"]], **{k: old[k] for k in keep if k in old}} if old else {}
+    keep = ("clean_only_curve", "clean_images", "settings", "budget", "runs", "clean_part_fid", "originals_fid",
+            "denoised_fid")
+    return {"commands": commands(old), **{k: old[k] for k in keep if k in old}}
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, earlier, machine, save_results  # noqa: E402
+from common import command_line, commands, earlier, machine, save_results  # noqa: E402
 from spd import flops  # noqa: E402
 
 from attndiff import config  # noqa: E402
@@ -213,9 +213,7 @@ def main():
             "curve_steps": args.curve_steps, "overrides": args.overrides}
     old = earlier(name, same)
     results = {**same, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
-    results["commands"] = old.get("commands", [])
-    if command_line() not in results["commands"]:
-        results["commands"].append(command_line())
+    results["commands"] = commands(old)
 
     def save() -> None:
         save_results(name, results, table(args, results))
