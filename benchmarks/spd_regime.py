@@ -1,8 +1,11 @@
 """Structure-preserving diffusion where the data size matters: rotated MNIST at 600 / 3,000 / 6,000 images.
 
 First the regime (`--phase curve`): the plain UNet on the smallest and the largest set for
---curve-steps, every checkpoint scored on c4-mnist's validation split. The step budget to use is
-one where 600 images are clearly worse than 6,000 (data, not steps, is the limit).
+--curve-steps, every checkpoint scored on c4-mnist's validation split (FID at --curve-n) with the
+near-copy rate of its samples against its own training images. The step budget to use is one
+where 600 images are clearly worse than 6,000 (data, not steps, is the limit). A model that
+copies a set smaller than the FID's N repeats images, which FID sees; at an N below the set's
+size perfect copies look like real data, so --curve-n should exceed the smallest set.
 
 Then (`--phase all`) every method at every size for --steps (same steps and batch), each
 selected on validation among its checkpoints (every --every steps) and reported at the selected
@@ -39,7 +42,7 @@ from attndiff.diffusion.training import TrainState  # noqa: E402
 from attndiff.diffusion.unet import count_parameters  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
-from attndiff.jobs.train import load_model, model_spec  # noqa: E402
+from attndiff.jobs.train import load_data, load_model, model_spec  # noqa: E402
 from attndiff.metrics import fid as fid_metric  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.symmetry import groups  # noqa: E402
@@ -61,9 +64,11 @@ def job(args, size: int, method: str, seed: int, steps: int) -> SPDJobConfig:
     return config.load(SPDJobConfig, args.config, sets)
 
 
-def validation(args, cfg: SPDJobConfig, upto: int) -> list[dict]:
+def validation(args, cfg: SPDJobConfig, upto: int, *, n: int | None = None, references=None) -> list[dict]:
+    """Every --every steps up to `upto` (0: all): FID on the validation split (N = n, default the
+    config's fid.n) and near-copies of the image sets in `references`."""
     return score_checkpoints(cfg.run_dir, every=args.every, upto=upto, dataset=cfg.data.name, split=args.fid.split,
-                             n=args.fid.n, sample_steps=cfg.sample.steps)
+                             n=n or args.fid.n, sample_steps=cfg.sample.steps, references=references)
 
 
 def curve(args) -> dict:
@@ -71,7 +76,8 @@ def curve(args) -> dict:
     for size in (min(args.sizes), max(args.sizes)):
         cfg = job(args, size, "none", args.first_seed, args.curve_steps)
         run_spd(cfg)
-        out[str(size)] = [{k: r[k] for k in ("step", "fid", "fid_n")} for r in validation(args, cfg, 0)]
+        records = validation(args, cfg, 0, n=args.curve_n, references={"train": load_data(cfg.data).images})
+        out[str(size)] = [{k: r[k] for k in ("step", "fid", "fid_n", "kid", "copy_train")} for r in records]
     return {"curve": out}
 
 
@@ -159,11 +165,16 @@ def fmt(s: dict | None, spec: str = ".1f") -> str:
 def table(args, results: dict) -> str:
     lines = []
     if "curve" in results:
-        lines += [f"Plain UNet, validation FID (N = {args.fid.n}) against steps:", "",
-                  "| images | " + " | ".join(str(r["step"]) for r in next(iter(results["curve"].values()))) + " |",
-                  "|---:|" + "---:|" * len(next(iter(results["curve"].values())))]
+        rows = next(iter(results["curve"].values()))
+        copies = "copy_train" in rows[0]
+        lines += [f"Plain UNet, validation FID (N = {rows[0]['fid_n']}) against steps"
+                  + (" (below: the share of its samples that are near-copies of its training images)" if copies
+                     else "") + ":", "",
+                  "| images | " + " | ".join(str(r["step"]) for r in rows) + " |", "|---:|" + "---:|" * len(rows)]
         for size, rows in results["curve"].items():
             lines.append(f"| {int(size):,} | " + " | ".join(f"{r['fid']:.1f}" for r in rows) + " |")
+            if copies:
+                lines.append("| copies | " + " | ".join(f"{r['copy_train']:.0%}" for r in rows) + " |")
     if "runs" in results:
         for budget in ("equal_steps", "equal_flops"):
             s = summary(results["runs"], budget)
@@ -196,6 +207,7 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[600, 3000, 6000])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--curve-steps", type=int, default=8000)
+    p.add_argument("--curve-n", type=int, default=None, help="the curve's FID N (default: the config's fid.n)")
     p.add_argument("--steps", type=int, default=4000, help="training steps of every method (after the curve)")
     p.add_argument("--every", type=int, default=1000, help="score checkpoints at multiples of this many steps")
     p.add_argument("--test-n", type=int, default=500)
@@ -211,6 +223,8 @@ def main():
     name = args.name or f"spd-regime-{Path(args.config).stem}"
     same = {"config": args.config, "sizes": args.sizes, "test_n": args.test_n, "regular_fields": args.regular_fields,
             "curve_steps": args.curve_steps, "overrides": args.overrides}
+    if args.curve_n:  # absent from files measured before it existed
+        same["curve_n"] = args.curve_n
     old = earlier(name, same)
     results = {**same, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
     results["commands"] = commands(old)
