@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -244,24 +245,25 @@ def samples_figure(args, results: dict, path: Path) -> None:
     """The first seed's test samples of every model at its selected checkpoint, side by side. Each
     grid is kept beside the figure (`<figure>-grids/`: run folders do not travel between checkouts),
     and the figure is redrawn only when every first-seed run's grid is there."""
-    import shutil
-
     from PIL import Image
 
     kept = path.with_name(path.stem + "-grids")
     runs = [r for r in results.get("runs", []) if r["seed"] == args.first_seed]
+
+    def kept_grid(run: dict) -> Path:
+        return kept / f"{run['method']}-s{run['seed']}.png"
+
     for run in runs:
         stem = Path(run["steps"]["best"]["checkpoint"]).stem
         grid = run_dir(args, run["seed"], run["method"]) / "samples" / f"select-test-{stem}.png"
         if grid.exists():
             kept.mkdir(exist_ok=True)
-            shutil.copyfile(grid, kept / f"{run['method']}-s{run['seed']}.png")
-    missing = [r["method"] for r in runs if not (kept / f"{r['method']}-s{r['seed']}.png").exists()]
+            shutil.copyfile(grid, kept_grid(run))
+    missing = [r["method"] for r in runs if not kept_grid(r).exists()]
     if missing or not runs:
         print(f"{path.name} not redrawn: no test-sample grid of {', '.join(missing) or 'any run'}")
         return
-    shown = [(r["method"], r["steps"]["best"]["step"], np.asarray(Image.open(kept / f"{r['method']}-s{r['seed']}.png")))
-             for r in runs]
+    shown = [(r["method"], r["steps"]["best"]["step"], np.asarray(Image.open(kept_grid(r)))) for r in runs]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.3), squeeze=False)
     for ax, (method, step, image) in zip(axes[0], shown):
         ax.imshow(image, cmap="gray")
@@ -326,8 +328,7 @@ def compare_table(results: dict) -> list[str]:
 def paper_table(s: dict) -> list[str]:
     """Each method's test FID as a ratio to clean-only's, beside the same ratio in the papers
     (CIFAR-10, 10% clean: the only fraction where both papers give clean-only and the others)."""
-    base = s.get("clean-only@steps")
-    if not base:
+    if "clean-only@steps" not in s:
         return []
     paper = PAPER["daras-2024, 10% clean"]
     theirs = {"clean-only": 1.0, "sfbd": PAPER["sfbd"]["10% clean"] / paper["clean-only"],
