@@ -112,3 +112,19 @@ def worktree(revision: str) -> Iterator[tuple[Path, str]]:
             yield tree, full
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, check=False)
+
+
+def grids_figure(panels: list[tuple[str, Path]], path: Path) -> None:
+    """Sample grids (PNG files) side by side, each under its title, saved as `path`."""
+    import numpy as np
+    from PIL import Image
+
+    from attndiff.report.figures import plt, save_figure
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.3), squeeze=False)
+    for ax, (title, grid) in zip(axes[0], panels):
+        ax.imshow(np.asarray(Image.open(grid)), cmap="gray")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)

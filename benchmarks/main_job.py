@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,16 +26,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results, stats, worktree  # noqa: E402
+from common import HERE, grids_figure, save_results, stats, worktree  # noqa: E402
 
 from attndiff.fsutil import write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[str], keep: Path) -> dict:
+def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[str], keep: Path, grid: Path) -> dict:
     """One `attndiff sfbd run` of the code in `tree` on its own copy of `config`: wall seconds and
-    FIDs; the run's metrics.jsonl is kept at `keep` (where the time went: `phases`)."""
+    FIDs; the run's metrics.jsonl is kept at `keep` (where the time went: `phases`) and its final
+    sample grid at `grid`."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join(p for p in (str(tree / "src"), os.environ.get("PYTHONPATH", "")) if p)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,6 +48,9 @@ def run_job(tree: Path, config: str, seed: int, threads: int, overrides: list[st
         if done.returncode:
             raise SystemExit(f"{' '.join(command)} failed in {tree}:\n{done.stderr[-2000:]}")
         write_text(keep, (Path(tmp) / "run" / "metrics.jsonl").read_text())
+        grids = sorted((Path(tmp) / "run" / "samples").glob("sfbd-*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], grid)
     records = read_records(keep)
     evals = [r for r in records if str(r.get("tag", "")).endswith("-eval") and "fid" in r]
     if not evals:
@@ -92,6 +97,7 @@ def main():
     args = p.parse_args()
     seeds = {"before": args.seeds if args.before_seeds is None else args.before_seeds, "now": args.seeds}
     runs = {side: [] for side in args.sides}
+    grids = {}  # each side's final samples, first seed
     with worktree(args.before) as (tree, revision), worktree(args.now) as (now_tree, now_revision):
         trees = {"before": tree, "now": now_tree}
         revisions = {"before": revision, "now": now_revision}
@@ -101,15 +107,18 @@ def main():
                     done = args.work / f"{side}-s{seed}-r{r}.json"
                     kept = json.loads(done.read_text()) if done.exists() else None
                     key = json.dumps([args.config, revisions[side], args.threads, args.overrides])
-                    metrics = done.with_suffix(".metrics.jsonl")
+                    metrics, grid = done.with_suffix(".metrics.jsonl"), done.with_suffix(".png")
                     if kept is None or kept["key"] != key:
                         kept = {"key": key, "run": run_job(trees[side], args.config, seed, args.threads,
-                                                           args.overrides, metrics)}
+                                                           args.overrides, metrics, grid)}
                         write_text(done, json.dumps(kept) + "\n")
                     if metrics.exists():
                         kept["run"]["phases"] = phases(read_records(metrics), kept["run"]["seconds"])
                     runs[side].append(kept["run"])
                     print(side, json.dumps(runs[side][-1]), flush=True)
+                    if r == 0 and seed == seeds[side][0] and grid.exists():
+                        grids[side] = (f"{side} ({revisions[side][:7]}), seed {seed}: "
+                                       f"FID {kept['run']['final_fid']:.1f}", grid)
     summary = {side: {"seconds": stats([r["seconds"] for r in rs]),
                       "final_fid": stats([r["final_fid"] for r in rs])} for side, rs in runs.items()}
     median = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
@@ -118,7 +127,10 @@ def main():
                "now_revision": now_revision, "seeds": {side: seeds[side] for side in args.sides},
                "rounds": args.rounds, "threads": args.threads, "overrides": args.overrides, "runs": runs,
                "summary": summary, "time_ratio_now_over_before": ratio}
-    save_results(args.name, results, table(results))
+    figure = HERE / "results" / f"{args.name}-samples.png"
+    if grids:
+        grids_figure(list(grids.values()), figure)
+    save_results(args.name, results, table(results) + (f"\n\n![final samples](results/{figure.name})" if grids else ""))
 
 
 def mean_std(s: dict, digits: int) -> str:

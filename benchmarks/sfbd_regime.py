@@ -32,11 +32,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, commands, earlier, machine, save_results, stats  # noqa: E402
+from common import HERE, command_line, commands, earlier, grids_figure, machine, save_results, stats  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
@@ -245,8 +244,6 @@ def samples_figure(args, results: dict, path: Path) -> None:
     """The first seed's test samples of every model at its selected checkpoint, side by side. Each
     grid is kept beside the figure (`<figure>-grids/`: run folders do not travel between checkouts),
     and the figure is redrawn only when every first-seed run's grid is there."""
-    from PIL import Image
-
     kept = path.with_name(path.stem + "-grids")
     runs = [r for r in results.get("runs", []) if r["seed"] == args.first_seed]
 
@@ -263,14 +260,7 @@ def samples_figure(args, results: dict, path: Path) -> None:
     if missing or not runs:
         print(f"{path.name} not redrawn: no test-sample grid of {', '.join(missing) or 'any run'}")
         return
-    shown = [(r["method"], r["steps"]["best"]["step"], np.asarray(Image.open(kept_grid(r)))) for r in runs]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.0 * len(shown), 3.3), squeeze=False)
-    for ax, (method, step, image) in zip(axes[0], shown):
-        ax.imshow(image, cmap="gray")
-        ax.set_title(f"{method} (step {step})", fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, path)
+    grids_figure([(f"{r['method']} (step {r['steps']['best']['step']})", kept_grid(r)) for r in runs], path)
 
 
 def curve_table(results: dict) -> list[str]:
