@@ -113,7 +113,10 @@ def main():
                                                            args.overrides, metrics, grid)}
                         write_text(done, json.dumps(kept) + "\n")
                     if metrics.exists():
-                        kept["run"]["phases"] = phases(read_records(metrics), kept["run"]["seconds"])
+                        records = read_records(metrics)
+                        kept["run"]["phases"] = phases(records, kept["run"]["seconds"])
+                        kept["run"]["denoised_fids"] = [r["denoised_fid"] for r in records
+                                                        if r.get("tag") == "sfbd-eval" and r.get("round")]
                     runs[side].append(kept["run"])
                     print(side, json.dumps(runs[side][-1]), flush=True)
                     if r == 0 and seed == seeds[side][0] and grid.exists():
