@@ -4,8 +4,9 @@ Runs the job as it was at --before and as it is at --now (default HEAD): each si
 own config, in a temporary git worktree on PYTHONPATH, alternating for --rounds rounds on the same
 machine, each in a fresh run folder. Records each run's wall time (the whole command, start-up
 included), the FID of every evaluation it logged (the last one is the final model's), where its
-time went and its final sample grid (each side's first seed side by side: results/<name>-samples.png). Training seeds: --seeds for both sides, or fewer for the before side with
---before-seeds (the FID spread between seeds is what a difference is compared with).
+time went and its final sample grid (each side's first seed side by side: results/<name>-samples.png).
+Training seeds: --seeds for both sides, or fewer for the before side with --before-seeds (the FID
+spread between seeds is what a difference is compared with).
 Resumable: each finished run is kept in --work (one JSON per side, seed and round) and not run again.
 
     python benchmarks/main_job.py --before b7713ff
