@@ -31,9 +31,10 @@ import sys
 from pathlib import Path
 
 import torch
+from matplotlib.ticker import PercentFormatter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import command_line, commands, earlier, machine, save_results  # noqa: E402
+from common import HERE, command_line, commands, earlier, machine, save_results  # noqa: E402
 from spd import flops  # noqa: E402
 
 from attndiff import config  # noqa: E402
@@ -44,6 +45,7 @@ from attndiff.jobs.selection import best, candidates, score_checkpoint, score_ch
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
 from attndiff.jobs.train import load_data, load_model, model_spec  # noqa: E402
 from attndiff.metrics import fid as fid_metric  # noqa: E402
+from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
 from attndiff.symmetry import groups  # noqa: E402
 from attndiff.symmetry.metrics import equivariance_error  # noqa: E402
@@ -162,6 +164,25 @@ def fmt(s: dict | None, spec: str = ".1f") -> str:
     return format(s["mean"], spec) + (f" ± {format(s['std'], spec)}" if s["std"] is not None else "")
 
 
+def curve_figure(results: dict, path: Path) -> None:
+    """The plain UNet's validation FID and near-copies of its training images against steps, per size."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (size, rows) in enumerate(results["curve"].items()):
+        steps = [r["step"] for r in rows]
+        ax.plot(steps, [r["fid"] for r in rows], "o-", ms=3, color=f"C{i}", label=f"{int(size):,} images")
+        if "copy_train" in rows[0]:
+            bx.plot(steps, [r["copy_train"] for r in rows], "o-", ms=3, color=f"C{i}")
+    ax.set_ylabel(f"validation FID (N = {rows[0]['fid_n']})")
+    bx.set_ylabel("near-copies of its training images")
+    bx.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.legend(fontsize=8)
+    for a in (ax, bx):
+        a.set_xlabel("training steps")
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def table(args, results: dict) -> str:
     lines = []
     if "curve" in results:
@@ -230,13 +251,17 @@ def main():
     results["commands"] = commands(old)
 
     def save() -> None:
-        save_results(name, results, table(args, results))
+        text = table(args, results)
+        if "curve" in results:
+            curve_figure(results, HERE / "results" / f"{name}.png")
+            text += f"\n\n![the plain UNet's curves](results/{name}.png)"
+        save_results(name, results, text)
 
     if "curve" not in results:
         results.update(curve(args))
-        save()
     if args.phase == "all":
         compare(args, results, save)
+    save()
 
 
 if __name__ == "__main__":
