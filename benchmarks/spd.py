@@ -53,14 +53,19 @@ def final(run_dir: Path, tag: str) -> dict:
     return [r for r in Run(run_dir).metrics() if r.get("tag") == tag][-1]
 
 
-def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, dict]:
-    """Median seconds per training step and per denoiser call, methods interleaved round by round."""
-    data = load_data(cfg.data)
-    x = data.images[:cfg.train.batch_size]
+def with_method(cfg: SPDJobConfig, method: str) -> SPDJobConfig:
+    return config.from_dict(SPDJobConfig, {**config.to_dict(cfg), "symmetry": {
+        **config.to_dict(cfg.symmetry), "method": method}})
+
+
+def cost(cfgs: dict[str, SPDJobConfig], rounds: int = 5) -> dict[str, dict]:
+    """Median seconds per training step and per denoiser call of each method's config (one batch
+    of the first config's data), methods interleaved round by round."""
+    first = next(iter(cfgs.values()))
+    data = load_data(first.data)
+    x = data.images[:first.train.batch_size]
     setups, specs = {}, {}
-    for method in methods:
-        c = config.from_dict(SPDJobConfig, {**config.to_dict(cfg), "symmetry": {
-            **config.to_dict(cfg.symmetry), "method": method}})
+    for method, c in cfgs.items():
         torch.manual_seed(0)
         spec = model_spec(c, data.shape)
         state = TrainState(spec.new_net(), c.train)
@@ -68,7 +73,7 @@ def cost(cfg: SPDJobConfig, methods: list[str], rounds: int = 5) -> dict[str, di
         loss_fn = spec.loss(state.ema)
         sampler = spec.sampling_denoiser(state.ema)
         setups[method], specs[method] = (state, denoiser, loss_fn, sampler), spec
-    times = {m: {"train": [], "sample": []} for m in methods}
+    times = {m: {"train": [], "sample": []} for m in cfgs}
     gen = torch.Generator().manual_seed(0)
     for _ in range(rounds + 1):  # the first round warms up and is dropped
         for method, (state, denoiser, loss_fn, sampler) in setups.items():
@@ -123,7 +128,7 @@ def main():
     results = {"config": args.config, "overrides": args.overrides, "steps": base.train.steps,
                "batch_size": base.train.batch_size, "fid_n": base.fid.n, "group": base.symmetry.group}
     print("timing the methods side by side ...")
-    results["cost"] = cost(base, args.methods)
+    results["cost"] = cost({m: with_method(base, m) for m in args.methods})
 
     runs = []
     for size in args.sizes:

@@ -35,15 +35,13 @@ from matplotlib.ticker import PercentFormatter
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import HERE, command_line, commands, earlier, machine, save_results  # noqa: E402
-from spd import flops  # noqa: E402
+from spd import cost  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
-from attndiff.diffusion.training import TrainState  # noqa: E402
-from attndiff.diffusion.unet import count_parameters  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
-from attndiff.jobs.train import load_data, load_model, model_spec  # noqa: E402
+from attndiff.jobs.train import load_data, load_model  # noqa: E402
 from attndiff.metrics import fid as fid_metric  # noqa: E402
 from attndiff.report.figures import plt, save_figure  # noqa: E402
 from attndiff.run import Run  # noqa: E402
@@ -83,14 +81,6 @@ def curve(args) -> dict:
     return {"curve": out}
 
 
-def training_flops(cfg: SPDJobConfig) -> dict[str, int]:
-    """FLOPs per image of one training step and one sampling call of the config's method, and its parameters."""
-    test = test_images(cfg)
-    spec = model_spec(cfg, test.shape)
-    state = TrainState(spec.new_net(), cfg.train)
-    return {**flops(spec, state, test.images[:1]), "parameters": count_parameters(state.net)}
-
-
 def test_images(cfg: SPDJobConfig):
     """The test split at the config's resolution."""
     return load_images(cfg.data.name, "test", resolution=cfg.data.resolution or None)
@@ -122,10 +112,10 @@ def compare(args, results: dict, save) -> None:
         raise SystemExit(f"error: the results file holds {results['steps']}-step runs, not --steps {args.steps}: "
                          "rerun with its settings, or with --name")
     orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
-    costs = results.setdefault("cost", {})
-    for m in (m for m in args.methods if m not in costs):
-        costs[m] = training_flops(job(args, args.sizes[0], m, 0, args.steps))
-    per_image = {m: c["train_flops_per_image"] for m, c in costs.items()}
+    if any(m not in results.get("cost", {}) for m in args.methods):  # every method, side by side, once
+        results["cost"] = cost({m: job(args, args.sizes[0], m, 0, args.steps) for m in METHODS})
+        results["cost_machine"] = machine()
+    per_image = {m: c["train_flops_per_image"] for m, c in results["cost"].items()}
     plain = per_image.get("none", min(per_image.values()))
     runs = results.setdefault("runs", [])
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -209,11 +199,14 @@ def table(args, results: dict) -> str:
                          for n in args.sizes]
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
                 lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
-        lines += ["", "Cost per image (torch's FLOP counter): training step and one call of the sampling denoiser "
-                  "(frame averaging: |G| passes):", "",
-                  "| method | parameters | MFLOP, training | MFLOP, denoiser call |", "|---|---:|---:|---:|"]
+        lines += ["", "Cost: FLOPs per image (torch's counter) of a training step and of one call of the sampling "
+                  "denoiser (frame averaging: |G| passes), and medians of 5 interleaved rounds of a training step and "
+                  "a denoiser call on a batch of 64, every method in one process:", "",
+                  "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
+                  "denoiser call (s) | sampling cost / none's |", "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {m} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
-                  f"{c['sample_flops_per_image'] / 1e6:.0f} |" for m, c in results["cost"].items()]
+                  f"{c['sample_flops_per_image'] / 1e6:.0f} | {c['train_step_s']:.3f} | {c['denoiser_call_s']:.3f} | "
+                  f"{c['sample_cost_vs_none']:.2f} |" for m, c in results["cost"].items()]
         paper = PAPER["fid"]
         lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
                   "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"
