@@ -54,6 +54,7 @@ def final(run_dir: Path, tag: str) -> dict:
 
 
 def with_method(cfg: SPDJobConfig, method: str) -> SPDJobConfig:
+    """The config with another symmetry method."""
     return config.from_dict(SPDJobConfig, {**config.to_dict(cfg), "symmetry": {
         **config.to_dict(cfg.symmetry), "method": method}})
 

@@ -201,7 +201,7 @@ def table(args, results: dict) -> str:
                 lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
         lines += ["", "Cost: FLOPs per image (torch's counter) of a training step and of one call of the sampling "
                   "denoiser (frame averaging: |G| passes), and medians of 5 interleaved rounds of a training step and "
-                  "a denoiser call on a batch of 64, every method in one process:", "",
+                  "a denoiser call on one training batch, every method in one process:", "",
                   "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
                   "denoiser call (s) | sampling cost / none's |", "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {m} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
