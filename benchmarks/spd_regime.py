@@ -235,12 +235,16 @@ def main():
     torch.set_num_threads(2)
     args.fid = config.load(SPDJobConfig, args.config, args.overrides).fid
     name = args.name or f"spd-regime-{Path(args.config).stem}"
-    same = {"config": args.config, "sizes": args.sizes, "test_n": args.test_n, "regular_fields": args.regular_fields,
-            "curve_steps": args.curve_steps, "overrides": args.overrides}
+    same = {"config": args.config, "sizes": args.sizes, "curve_steps": args.curve_steps, "overrides": args.overrides}
     if args.curve_n:  # absent from files measured before it existed
         same["curve_n"] = args.curve_n
     old = earlier(name, same)
-    results = {**same, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
+    sweep = {"test_n": args.test_n, "regular_fields": args.regular_fields}  # the curve does not depend on them
+    differ = [k for k, v in sweep.items() if old.get("runs") and old.get(k) != v]
+    if differ:
+        raise SystemExit(f"error: results/{name}.json holds runs measured with another {', '.join(differ)}: rerun "
+                         "with its settings to add to it, or with --name to start another results file")
+    results = {**same, **sweep, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
     results["commands"] = commands(old)
 
     def save() -> None:
