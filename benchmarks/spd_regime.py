@@ -8,7 +8,8 @@ copies a set smaller than the FID's N repeats images, which FID sees; at an N be
 size perfect copies look like real data, so --curve-n should exceed the smallest set.
 
 Then (`--phase all`) every method at every size for --steps (same steps and batch), each
-selected on validation among its checkpoints (every --every steps) and reported at the selected
+selected on validation among its checkpoints (every --every steps, FID at --curve-n: the same
+argument holds for selection) and reported at the selected
 checkpoint: test FID (N = --test-n, other sample seeds than validation's), Inv-FID (the same
 samples against the test set's group orbit: every test image in every orientation) and the
 equivariance error of its sampling denoiser, all in fp32. --seeds training seeds for none, fa and
@@ -125,7 +126,7 @@ def compare(args, results: dict, save) -> None:
                     continue
                 cfg = job(args, size, method, seed, args.steps)
                 run_spd(cfg)
-                records = validation(args, cfg, args.steps)
+                records = validation(args, cfg, args.steps, n=args.curve_n)
                 equal = args.steps * plain / per_image[method]
                 within = [r for r in records if r["step"] <= equal] or records[:1]
                 entry = {"method": method, "size": size, "seed": seed,
@@ -191,7 +192,8 @@ def table(args, results: dict) -> str:
             s = summary(results["runs"], budget)
             lines += ["", f"{budget.replace('_', ' ')} ({results['steps']} steps of the plain model): "
                       f"test FID / Inv-FID (N = {args.test_n}, fp32, mean ± std over seeds where several) and "
-                      "the equivariance error, at the checkpoint selected on validation:", "",
+                      "the equivariance error, at the checkpoint selected on validation "
+                      f"(FID at N = {results['select_n']}):", "",
                       "| method | " + " | ".join(f"{n:,} images" for n in args.sizes) + " | equivariance error |",
                       "|---|" + "---:|" * (len(args.sizes) + 1)]
             for m in args.methods:
@@ -239,7 +241,8 @@ def main():
     if args.curve_n:  # absent from files measured before it existed
         same["curve_n"] = args.curve_n
     old = earlier(name, same)
-    sweep = {"test_n": args.test_n, "regular_fields": args.regular_fields}  # the curve does not depend on them
+    # the curve does not depend on these; the sweep selects checkpoints at the curve's N
+    sweep = {"test_n": args.test_n, "regular_fields": args.regular_fields, "select_n": args.curve_n or args.fid.n}
     differ = [k for k, v in sweep.items() if old.get("runs") and old.get(k) != v]
     if differ:
         raise SystemExit(f"error: results/{name}.json holds runs measured with another {', '.join(differ)}: rerun "
