@@ -40,6 +40,7 @@ from spd import cost  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
+from attndiff.diffusion.sampling import evaluations  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
 from attndiff.jobs.train import load_data, load_model  # noqa: E402
@@ -201,14 +202,19 @@ def table(args, results: dict) -> str:
                          for n in args.sizes]
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
                 lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
+        cfg = job(args, args.sizes[0], "none", args.first_seed, results["steps"])
+        batch, calls = cfg.train.batch_size, evaluations(cfg.sample.steps, stochastic=cfg.sample.stochastic)
         lines += ["", "Cost: FLOPs per image (torch's counter) of a training step and of one call of the sampling "
                   "denoiser (frame averaging: |G| passes), and medians of 5 interleaved rounds of a training step and "
-                  "a denoiser call on one training batch, every method in one process:", "",
+                  f"a denoiser call on a batch of {batch}, every method in one process"
+                  + (f" ({results['cost_machine']['processor']})" if "cost_machine" in results else "")
+                  + f"; sampling images/s: the batch over {calls} denoiser calls (the sampler's):", "",
                   "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
-                  "denoiser call (s) | sampling cost / none's |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "denoiser call (s) | sampling images/s | sampling cost / none's |", "|---|" + "---:|" * 7]
         lines += [f"| {m} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
                   f"{c['sample_flops_per_image'] / 1e6:.0f} | {c['train_step_s']:.3f} | {c['denoiser_call_s']:.3f} | "
-                  f"{c['sample_cost_vs_none']:.2f} |" for m, c in results["cost"].items()]
+                  f"{batch / (calls * c['denoiser_call_s']):.0f} | {c['sample_cost_vs_none']:.2f} |"
+                  for m, c in results["cost"].items()]
         paper = PAPER["fid"]
         lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
                   "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"
