@@ -253,7 +253,8 @@ def main():
     if differ:
         raise SystemExit(f"error: results/{name}.json holds runs measured with another {', '.join(differ)}: rerun "
                          "with its settings to add to it, or with --name to start another results file")
-    results = {**same, **sweep, "paper": PAPER, **{k: old[k] for k in ("curve", "steps", "cost", "runs") if k in old}}
+    kept = ("curve", "steps", "cost", "cost_machine", "runs")
+    results = {**same, **sweep, "paper": PAPER, **{k: old[k] for k in kept if k in old}}
     results["commands"] = commands(old)
 
     def save() -> None:
