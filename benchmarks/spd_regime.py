@@ -15,7 +15,8 @@ samples against the test set's group orbit: every test image in every orientatio
 equivariance error of its sampling denoiser, all in fp32. --seeds training seeds for none, fa and
 regular, one for the others. Equal training FLOPs: each model is also selected among its
 checkpoints within the FLOPs the plain model spends in --steps (frame averaging, at |G| times
-the FLOPs per step, gets a quarter of the steps under C4). Every run is a resumable run folder
+the FLOPs per step, gets a quarter of the steps under C4; the last checkpoint within is scored
+too). Every run is a resumable run folder
 under --out (runs/spd-regime/); rerunning continues. The results JSON is rewritten after every
 scored run and is the record across checkouts: a rerun with the same settings keeps its curve and
 runs and trains only the (method, size, seed) triples it lacks.
@@ -52,17 +53,24 @@ from attndiff.symmetry.metrics import equivariance_error  # noqa: E402
 
 METHODS = ("none", "augment", "wt", "regular", "fa", "reg")
 SEEDED = ("none", "fa", "regular")
-# Rotated MNIST at 1% / 5% / 10% of 60,000 images (the issue's summary of arXiv 2402.19369)
+COST_FIELDS = (4, 6, 8)  # widths of the regular G-CNN in the cost table besides --regular-fields
+# Rotated MNIST at 1% / 5% / 10% of 60,000 images (the issue's summary of arXiv 2402.19369); Inv-FID and
+# the equivariance error per method as the issue quotes them, without their data size
 PAPER = {"sizes": [600, 3000, 6000], "fid": {"none": [5.97, 3.05, 3.47], "wt": [5.80, 3.34, 3.57],
-                                              "fa": [5.42, 3.09, 2.83]}}
+                                              "fa": [5.42, 3.09, 2.83]},
+         "inv_fid": {"none": 2.21, "wt": 2.20, "fa": 2.07}, "equivariance_error": {"none": 0.2997, "wt": 0.0004,
+                                                                                  "fa": 0.0002}}
+EXACT = ("wt", "regular", "fa")  # equivariant by construction
 
 
-def job(args, size: int, method: str, seed: int, steps: int) -> SPDJobConfig:
-    name = f"{Path(args.config).stem}-n{size}-{method}-s{seed}"
+def job(args, size: int, method: str, seed: int, steps: int, fields: int | None = None) -> SPDJobConfig:
+    """The run of `method` (regular: at `fields`, default --regular-fields) on `size` images."""
+    width = f"-f{fields or args.regular_fields}" if method == "regular" else ""
+    name = f"{Path(args.config).stem}-n{size}-{method}{width}-s{seed}"
     sets = [*args.overrides, f"data.limit={size}", f"symmetry.method={method}", f"train.seed={seed}",
             f"train.steps={steps}", f'out="{args.out}/{name}"', "fid.n=0", "symmetry_metrics.invariance=false"]
     if method == "regular":
-        sets.append(f"unet.channels={args.regular_fields}")
+        sets.append(f"unet.channels={fields or args.regular_fields}")
     return config.load(SPDJobConfig, args.config, sets)
 
 
@@ -114,29 +122,56 @@ def compare(args, results: dict, save) -> None:
         raise SystemExit(f"error: the results file holds {results['steps']}-step runs, not --steps {args.steps}: "
                          "rerun with its settings, or with --name")
     orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
-    if any(m not in results.get("cost", {}) for m in args.methods):  # every method, side by side, once
-        results["cost"] = cost({m: job(args, args.sizes[0], m, 0, args.steps) for m in METHODS})
+    measured = results.get("cost", {})
+    if (any(m not in measured for m in args.methods)
+            or measured.get("regular", {}).get("fields") != args.regular_fields):  # all side by side, once
+        cfgs = {m: job(args, args.sizes[0], m, 0, args.steps) for m in METHODS}
+        widths = [f for f in COST_FIELDS if f != args.regular_fields]
+        cfgs |= {f"regular-f{f}": job(args, args.sizes[0], "regular", 0, args.steps, fields=f) for f in widths}
+        results["cost"] = cost(cfgs)
+        for f in (args.regular_fields, *widths):
+            results["cost"]["regular" if f == args.regular_fields else f"regular-f{f}"]["fields"] = f
         results["cost_machine"] = machine()
     per_image = {m: c["train_flops_per_image"] for m, c in results["cost"].items()}
     plain = per_image.get("none", min(per_image.values()))
     runs = results.setdefault("runs", [])
+    for r in runs:  # validation curves of runs recorded before the JSON kept them (cached in the run folders)
+        if "valid" not in r:
+            cfg = job(args, r["size"], r["method"], r["seed"], args.steps)
+            r["valid"] = curve_points(validation(args, cfg, args.steps, n=args.curve_n))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for method in (m for m in args.methods if seed == args.first_seed or m in SEEDED):
-            for size in args.sizes:
+        for size in args.sizes:
+            for method in (m for m in args.methods if seed == args.first_seed or m in SEEDED):
                 if any((r["method"], r["size"], r["seed"]) == (method, size, seed) for r in runs):
                     continue
                 cfg = job(args, size, method, seed, args.steps)
                 run_spd(cfg)
                 records = validation(args, cfg, args.steps, n=args.curve_n)
-                equal = args.steps * plain / per_image[method]
-                within = [r for r in records if r["step"] <= equal] or records[:1]
+                within = equal_flops(args, cfg, records, args.steps * plain / per_image[method])
                 entry = {"method": method, "size": size, "seed": seed,
                          "equal_steps": report(args, cfg, best(records), orbit),
                          "equal_flops": report(args, cfg, best(within), orbit),
-                         "command": command_line(), "machine": machine()}
+                         "valid": curve_points(records), "command": command_line(), "machine": machine()}
                 runs.append(entry)
                 print(entry)
                 save()
+
+
+def equal_flops(args, cfg: SPDJobConfig, records: list[dict], steps: float) -> list[dict]:
+    """The validation records within `steps` (the plain model's training FLOPs), with the last
+    checkpoint within them scored too when it is not a multiple of --every (frame averaging under
+    C4: its 3,000-step checkpoint of 12,000 beside the 2,000-step one)."""
+    found = [c for c in candidates(cfg.run_dir) if c.step <= steps]
+    within = [r for r in records if r["step"] <= steps]
+    if found and found[-1].step not in {r["step"] for r in within}:
+        within.append(score_checkpoint(Run(cfg.run_dir), found[-1], dataset=cfg.data.name, split=args.fid.split,
+                                       n=args.curve_n or args.fid.n, sample_steps=cfg.sample.steps))
+    return within or records[:1]
+
+
+def curve_points(records: list[dict]) -> list[list]:
+    """[step, validation FID] of every scored checkpoint."""
+    return [[r["step"], round(r["fid"], 3)] for r in records]
 
 
 def summary(runs: list[dict], budget: str) -> dict:
@@ -175,6 +210,31 @@ def curve_figure(results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def method_name(results: dict, method: str) -> str:
+    return f"regular ({results['regular_fields']} fields)" if method == "regular" else method
+
+
+def sweep_figure(args, results: dict, path: Path) -> None:
+    """Validation FID against steps of every method (mean over seeds), one panel per data size."""
+    fig, axes = plt.subplots(1, len(args.sizes), figsize=(4 * len(args.sizes), 3.4), sharey=True)
+    for ax, size in zip(axes, args.sizes):
+        for i, m in enumerate(args.methods):
+            curves = [dict(r["valid"]) for r in results["runs"] if (r["method"], r["size"]) == (m, size)
+                      and "valid" in r]
+            if curves:
+                steps = sorted(set.intersection(*(set(c) for c in curves)))
+                seeds = f" ({len(curves)} seeds)" if len(curves) > 1 else ""
+                ax.plot(steps, [statistics.fmean(c[t] for c in curves) for t in steps], "o-", ms=3, color=f"C{i}",
+                        label=method_name(results, m) + seeds)
+        ax.set_title(f"{size:,} images")
+        ax.set_xlabel("training steps")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"validation FID (N = {results['select_n']})")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def table(args, results: dict) -> str:
     lines = []
     if "curve" in results:
@@ -201,7 +261,7 @@ def table(args, results: dict) -> str:
                 cells = [f"{fmt(s.get(f'{m}/{n}', {}).get('test_fid'))} / {fmt(s.get(f'{m}/{n}', {}).get('inv_fid'))}"
                          for n in args.sizes]
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
-                lines.append(f"| {m} | " + " | ".join(cells) + f" | {error} |")
+                lines.append(f"| {method_name(results, m)} | " + " | ".join(cells) + f" | {error} |")
         cfg = job(args, args.sizes[0], "none", args.first_seed, results["steps"])
         batch, calls = cfg.train.batch_size, evaluations(cfg.sample.steps, stochastic=cfg.sample.stochastic)
         lines += ["", "Cost: FLOPs per image (torch's counter) of a training step and of one call of the sampling "
@@ -210,16 +270,61 @@ def table(args, results: dict) -> str:
                   + (f" ({results['cost_machine']['processor']})" if "cost_machine" in results else "")
                   + f"; sampling images/s: the batch over {calls} denoiser calls (the sampler's):", "",
                   "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
-                  "denoiser call (s) | sampling images/s | sampling cost / none's |", "|---|" + "---:|" * 7]
-        lines += [f"| {m} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
-                  f"{c['sample_flops_per_image'] / 1e6:.0f} | {c['train_step_s']:.3f} | {c['denoiser_call_s']:.3f} | "
-                  f"{batch / (calls * c['denoiser_call_s']):.0f} | {c['sample_cost_vs_none']:.2f} |"
-                  for m, c in results["cost"].items()]
-        paper = PAPER["fid"]
-        lines += ["", "The paper's FIDs (rotated MNIST, its own network and training; not comparable in absolute "
-                  "value, only in ranking): " + "; ".join(f"{m} {' / '.join(str(v) for v in vals)}"
-                                                         for m, vals in paper.items()) + "."]
+                  "denoiser call (s) | sampling images/s | sampling cost / none's | / fa's |", "|---|" + "---:|" * 8]
+        fa = results["cost"].get("fa", {}).get("denoiser_call_s")
+        for m, c in results["cost"].items():
+            label = f"{m.split('-')[0]} ({c['fields']} fields)" if "fields" in c else m
+            lines.append(f"| {label} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
+                         f"{c['sample_flops_per_image'] / 1e6:.0f} | {c['train_step_s']:.3f} | "
+                         f"{c['denoiser_call_s']:.3f} | {batch / (calls * c['denoiser_call_s']):.0f} | "
+                         f"{c['sample_cost_vs_none']:.2f} | {c['denoiser_call_s'] / fa:.2f} |")
+        lines += ["", *paper_table(args, summary(results["runs"], "equal_steps")), "", *goal(args, results)]
     return "\n".join(lines)
+
+
+def ranks(fids: dict[str, float]) -> dict[str, int]:
+    order = sorted(fids, key=fids.get)
+    return {m: order.index(m) + 1 for m in fids}
+
+
+def paper_table(args, s: dict) -> list[str]:
+    """The paper's FIDs beside this project's test FIDs (equal steps), with each one's ranking of the
+    methods the paper ran, per data size."""
+    methods = list(PAPER["fid"])
+    lines = ["Side by side with the paper (rotated MNIST at 28 px, its own network and training: the absolute "
+             "values differ, the rankings compare; rank 1 = best FID among "
+             f"{', '.join(methods)} at that size; ours: test FID at equal steps, mean over seeds):", "",
+             "| method | " + " | ".join(f"paper, {n:,} | ours, {n:,}" for n in PAPER["sizes"])
+             + " | paper: Inv-FID / equivariance error (size not stated) | ours, 6,000 |", "|---|" + "---:|" * 8]
+    ours = {n: {m: s[f"{m}/{n}"]["test_fid"]["mean"] for m in methods if f"{m}/{n}" in s} for n in PAPER["sizes"]}
+    theirs = {n: {m: PAPER["fid"][m][i] for m in methods} for i, n in enumerate(PAPER["sizes"])}
+    for m in methods:
+        cells = []
+        for n in PAPER["sizes"]:
+            ours_n = ours[n] if len(ours[n]) == len(methods) else {}
+            cells += [f"{theirs[n][m]:.2f} ({ranks(theirs[n])[m]})",
+                      f"{ours[n][m]:.1f}" + (f" ({ranks(ours_n)[m]})" if ours_n else "") if m in ours[n] else "-"]
+        big = s.get(f"{m}/{PAPER['sizes'][-1]}")
+        mine = f"{big['inv_fid']['mean']:.1f} / {big['error']['mean']:.1e}" if big else "-"
+        lines.append(f"| {m} | " + " | ".join(cells)
+                     + f" | {PAPER['inv_fid'][m]:.2f} / {PAPER['equivariance_error'][m]:g} | {mine} |")
+    agree = [f"{n:,}: " + ("same ranking" if ranks(ours[n]) == ranks(theirs[n]) else "different ranking")
+             for n in PAPER["sizes"] if len(ours[n]) == len(methods)]
+    return lines + ([f"\nRankings, ours against the paper's: {'; '.join(agree)}."] if agree else [])
+
+
+def goal(args, results: dict) -> list[str]:
+    """The issue's goal: an exact method within 5% of frame averaging's FID at half its sampling cost or less."""
+    s, c = summary(results["runs"], "equal_steps"), results["cost"]
+    lines = []
+    for m in (m for m in EXACT if m != "fa" and m in c):
+        share = c[m]["denoiser_call_s"] / c["fa"]["denoiser_call_s"]
+        gaps = [f"{n:,} images {s[f'{m}/{n}']['test_fid']['mean'] / s[f'fa/{n}']['test_fid']['mean'] - 1:+.1%}"
+                for n in args.sizes if f"{m}/{n}" in s and f"fa/{n}" in s]
+        lines.append(f"- {m}: {share:.2f}x frame averaging's sampling time; test FID against frame averaging's "
+                     "(equal steps): " + (", ".join(gaps) if gaps else "not run yet"))
+    return ["Goal: an exact method within 5% of frame averaging's FID at half its sampling cost or less:", "",
+            *lines]
 
 
 def main():
@@ -235,7 +340,8 @@ def main():
     p.add_argument("--test-n", type=int, default=500)
     p.add_argument("--seeds", type=int, default=3, help="training seeds for none, fa and regular")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--regular-fields", type=int, default=8, help="unet.channels (fields) of the regular G-CNN")
+    p.add_argument("--regular-fields", type=int, default=4,
+                   help="unet.channels (fields) of the regular G-CNN (4: the plain UNet's FLOPs at 16 channels)")
     p.add_argument("--name", default=None)
     p.add_argument("--out", default="runs/spd-regime", help="folder of the run folders")
     p.add_argument("--set", dest="overrides", action="append", default=[])
@@ -249,7 +355,9 @@ def main():
     old = earlier(name, same)
     # the curve does not depend on these; the sweep selects checkpoints at the curve's N
     sweep = {"test_n": args.test_n, "regular_fields": args.regular_fields, "select_n": args.curve_n or args.fid.n}
-    differ = [k for k, v in sweep.items() if old.get("runs") and old.get(k) != v]
+    depends = {"test_n": old.get("runs"), "select_n": old.get("runs"),
+               "regular_fields": [r for r in old.get("runs", []) if r["method"] == "regular"]}
+    differ = [k for k, v in sweep.items() if depends[k] and old.get(k) != v]
     if differ:
         raise SystemExit(f"error: results/{name}.json holds runs measured with another {', '.join(differ)}: rerun "
                          "with its settings to add to it, or with --name to start another results file")
@@ -262,6 +370,9 @@ def main():
         if "curve" in results:
             curve_figure(results, HERE / "results" / f"{name}.png")
             text += f"\n\n![the plain UNet's curves](results/{name}.png)"
+        if any("valid" in r for r in results.get("runs", [])):
+            sweep_figure(args, results, HERE / "results" / f"{name}-sweep.png")
+            text += f"\n\n![every method's validation FID against steps](results/{name}-sweep.png)"
         save_results(name, results, text)
 
     if "curve" not in results:

@@ -35,7 +35,13 @@ def test_resolution_that_cannot_be_halved_is_a_clear_error():
         UNet(UNetConfig(channels=8, channel_mult=(1, 2, 2, 2)), 1, 28)
 
 
-@pytest.mark.parametrize("channels", [12, 20, 48])
+@pytest.mark.parametrize("channels", [3, 5])
+def test_odd_or_too_few_channels_are_a_clear_error(channels):
+    with pytest.raises(UserError, match="even and >= 4"):
+        UNetConfig(channels=channels).validate()
+
+
+@pytest.mark.parametrize("channels", [4, 6, 12, 20, 48])
 def test_widths_whose_skips_are_not_a_multiple_of_32_build_and_run(channels):
     """GroupNorm takes the most groups (up to 32, at least 4 channels each) that divide a layer's
     width: a 48-channel UNet concatenates 144-channel skips, which 32 groups do not divide."""

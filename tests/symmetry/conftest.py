@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -16,13 +18,15 @@ def perturbed(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return net
 
 
-def tiny_denoiser(resolution: int = 16, tie=None, channels: int = 1, regular=None) -> Precond:
-    """A tiny UNet with random weights: plain, weight-tied to `tie` or on regular fields of `regular`."""
+def tiny_denoiser(resolution: int = 16, tie=None, channels: int = 1, regular=None, width: int = 0) -> Precond:
+    """A tiny UNet with random weights: plain, weight-tied to `tie` or on regular fields of `regular`
+    (`width` fields, default TINY's channels)."""
     torch.manual_seed(0)
     if regular is not None:
         from attndiff.symmetry.regular import RegularLayers
 
-        return Precond(perturbed(UNet(TINY, channels, resolution, RegularLayers(regular))).eval())
+        cfg = dataclasses.replace(TINY, channels=width or TINY.channels)
+        return Precond(perturbed(UNet(cfg, channels, resolution, RegularLayers(regular))).eval())
     net = UNet(TINY, channels, resolution)
     if tie is not None:
         from attndiff.symmetry.layers import tie_weights

@@ -28,6 +28,14 @@ def test_regular_unet_is_equivariant_for_every_element(name, resolution):
     assert _max_error(tiny_denoiser(resolution, regular=group), group, x) < 1e-5
 
 
+@pytest.mark.parametrize("fields", [4, 6])
+def test_narrow_regular_unets_are_equivariant(fields):
+    """The benchmark's widths: 4 fields (the plain 16-channel UNet's FLOPs) and 6, whose GroupNorm is one group."""
+    group = groups.get("C4")
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    assert _max_error(tiny_denoiser(16, regular=group, width=fields), group, x) < 1e-5
+
+
 @pytest.mark.parametrize("resolution", [28, 32])
 def test_the_same_check_fails_for_the_plain_unet(resolution):
     x = torch.randn(3, 1, resolution, resolution, generator=torch.Generator().manual_seed(2))

@@ -33,8 +33,8 @@ class UNetConfig:
     num_classes: int = 0  # > 0 enables class conditioning
 
     def validate(self):
-        if self.channels < 8 or self.channels % 4:
-            raise UserError(f"unet.channels must be a multiple of 4 and >= 8, got {self.channels}")
+        if self.channels < 4 or self.channels % 2:  # the Fourier noise embedding pairs cos and sin
+            raise UserError(f"unet.channels must be even and >= 4, got {self.channels}")
         if not self.channel_mult or self.num_blocks < 1 or not 0 <= self.dropout < 1:
             raise UserError("unet: need a non-empty channel_mult, num_blocks >= 1, 0 <= dropout < 1")
         bad = [lv for lv in self.attn_levels if not 0 <= lv < len(self.channel_mult)]
