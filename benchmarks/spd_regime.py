@@ -235,6 +235,38 @@ def sweep_figure(args, results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def samples_figure(args, results: dict, size: int, path: Path) -> bool:
+    """The test samples of each method's first seed on `size` images at its selected checkpoint
+    (the same sample seeds for every method), side by side; False (nothing written) unless every
+    such run folder is here."""
+    grids = []
+    for m in args.methods:
+        run = next((r for r in results["runs"] if (r["method"], r["size"], r["seed"]) == (m, size, args.first_seed)),
+                   None)
+        if run:
+            cfg = job(args, size, m, args.first_seed, results["steps"])
+            step = run["equal_steps"]["step"]
+            found = [c for c in candidates(cfg.run_dir) if c.step == step]
+            grid = found and Run(cfg.run_dir).samples / f"select-test-{found[0].path.stem}.png"
+            if not grid or not grid.exists():
+                return False
+            grids.append((f"{method_name(results, m)}\nstep {step}, test FID {run['equal_steps']['test_fid']:.1f}",
+                          plt.imread(grid)))
+    if not grids:
+        return False
+    cols = min(3, len(grids))
+    rows = -(-len(grids) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image) in zip(axes.flat, grids):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
 def table(args, results: dict) -> str:
     lines = []
     if "curve" in results:
@@ -373,6 +405,10 @@ def main():
         if any("valid" in r for r in results.get("runs", [])):
             sweep_figure(args, results, HERE / "results" / f"{name}-sweep.png")
             text += f"\n\n![every method's validation FID against steps](results/{name}-sweep.png)"
+        small, grids = min(args.sizes), HERE / "results" / f"{name}-samples.png"
+        if "runs" in results and (samples_figure(args, results, small, grids) or grids.exists()):
+            text += (f"\n\nTest samples on {small:,} images (first seed, selected checkpoint, the same sample "
+                     f"seeds for every method):\n\n![samples](results/{name}-samples.png)")
         save_results(name, results, text)
 
     if "curve" not in results:
