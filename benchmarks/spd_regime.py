@@ -9,17 +9,16 @@ size perfect copies look like real data, so --curve-n should exceed the smallest
 
 Then (`--phase all`) every method at every size for --steps (same steps and batch), each
 selected on validation among its checkpoints (every --every steps, FID at --curve-n: the same
-argument holds for selection) and reported at the selected
-checkpoint: test FID (N = --test-n, other sample seeds than validation's), Inv-FID (the same
-samples against the test set's group orbit: every test image in every orientation) and the
-equivariance error of its sampling denoiser, all in fp32. --seeds training seeds for none, fa and
-regular, one for the others. Equal training FLOPs: each model is also selected among its
-checkpoints within the FLOPs the plain model spends in --steps (frame averaging, at |G| times
-the FLOPs per step, gets a quarter of the steps under C4; the last checkpoint within is scored
-too). Every run is a resumable run folder
-under --out (runs/spd-regime/); rerunning continues. The results JSON is rewritten after every
-scored run and is the record across checkouts: a rerun with the same settings keeps its curve and
-runs and trains only the (method, size, seed) triples it lacks.
+argument holds for selection) and reported at the selected checkpoint: test FID (N = --test-n,
+other sample seeds than validation's), Inv-FID (the same samples against the test set's group
+orbit: every test image in every orientation) and the equivariance error of its sampling
+denoiser, all in fp32. --seeds training seeds for none, fa and regular (at --regular-fields),
+one for the others. Equal training FLOPs: each model is also selected among its checkpoints
+within the FLOPs the plain model spends in --steps (frame averaging, at |G| times the FLOPs per
+step, gets a quarter of the steps under C4; the last checkpoint within is scored too). Every run
+is a resumable run folder under --out (runs/spd-regime/); rerunning continues. The results JSON
+is rewritten after every scored run and is the record across checkouts: a rerun with the same
+settings keeps its curve and runs and trains only the (method, size, seed) triples it lacks.
 
     python benchmarks/spd_regime.py --phase curve
     python benchmarks/spd_regime.py --steps 4000 --seeds 3
@@ -353,8 +352,8 @@ def goal(args, results: dict) -> list[str]:
         share = c[m]["denoiser_call_s"] / c["fa"]["denoiser_call_s"]
         gaps = [f"{n:,} images {s[f'{m}/{n}']['test_fid']['mean'] / s[f'fa/{n}']['test_fid']['mean'] - 1:+.1%}"
                 for n in args.sizes if f"{m}/{n}" in s and f"fa/{n}" in s]
-        lines.append(f"- {m}: {share:.2f}x frame averaging's sampling time; test FID against frame averaging's "
-                     "(equal steps): " + (", ".join(gaps) if gaps else "not run yet"))
+        lines.append(f"- {method_name(results, m)}: {share:.2f}x frame averaging's sampling time; test FID "
+                     "against frame averaging's (equal steps): " + (", ".join(gaps) if gaps else "not run yet"))
     return ["Goal: an exact method within 5% of frame averaging's FID at half its sampling cost or less:", "",
             *lines]
 
