@@ -295,9 +295,9 @@ def table(args, results: dict) -> str:
                 lines.append(f"| {method_name(results, m)} | " + " | ".join(cells) + f" | {error} |")
         cfg = job(args, args.sizes[0], "none", args.first_seed, results["steps"])
         batch, calls = cfg.train.batch_size, evaluations(cfg.sample.steps, stochastic=cfg.sample.stochastic)
-        lines += ["", "Cost: FLOPs per image (torch's counter) of a training step and of one call of the sampling "
-                  "denoiser (frame averaging: |G| passes), and medians of 5 interleaved rounds of a training step and "
-                  f"a denoiser call on a batch of {batch}, every method in one process"
+        lines += ["", "Cost (fp32): FLOPs per image (torch's counter) of a training step and of one call of the "
+                  "sampling denoiser (frame averaging: |G| passes), and medians of 5 interleaved rounds of a training "
+                  f"step and a denoiser call on a batch of {batch}, every method in one process"
                   + (f" ({results['cost_machine']['processor']})" if "cost_machine" in results else "")
                   + f"; sampling images/s: the batch over {calls} denoiser calls (the sampler's):", "",
                   "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
@@ -324,7 +324,7 @@ def paper_table(args, s: dict) -> list[str]:
     methods = list(PAPER["fid"])
     lines = ["Side by side with the paper (rotated MNIST at 28 px, its own network and training: the absolute "
              "values differ, the rankings compare; rank 1 = best FID among "
-             f"{', '.join(methods)} at that size; ours: test FID at equal steps, mean over seeds):", "",
+             f"{', '.join(methods)} at that size; ours: test FID at equal steps, fp32, mean over seeds):", "",
              "| method | " + " | ".join(f"paper, {n:,} | ours, {n:,}" for n in PAPER["sizes"])
              + " | paper: Inv-FID / equivariance error (size not stated) | ours, 6,000 |", "|---|" + "---:|" * 8]
     ours = {n: {m: s[f"{m}/{n}"]["test_fid"]["mean"] for m in methods if f"{m}/{n}" in s} for n in PAPER["sizes"]}
