@@ -40,6 +40,7 @@ from spd import cost  # noqa: E402
 
 from attndiff import config  # noqa: E402
 from attndiff.data.images import load as load_images  # noqa: E402
+from attndiff.diffusion import model  # noqa: E402
 from attndiff.diffusion.sampling import evaluations  # noqa: E402
 from attndiff.jobs.selection import best, candidates, score_checkpoint, score_checkpoints  # noqa: E402
 from attndiff.jobs.spd import SPDJobConfig, run_spd  # noqa: E402
@@ -300,13 +301,17 @@ def table(args, results: dict) -> str:
                   f"step and a denoiser call on a batch of {batch}, every method in one process"
                   + (f" ({results['cost_machine']['processor']})" if "cost_machine" in results else "")
                   + f"; sampling images/s: the batch over {calls} denoiser calls (the sampler's):", "",
-                  "| method | parameters | MFLOP, training | MFLOP, denoiser call | training step (s) | "
-                  "denoiser call (s) | sampling images/s | sampling cost / none's | / fa's |", "|---|" + "---:|" * 8]
+                  "| method | parameters | MFLOP, training | MFLOP, denoiser call | network passes per sample | "
+                  "training step (s) | denoiser call (s) | sampling images/s | sampling cost / none's | / fa's |",
+                  "|---|" + "---:|" * 9]
         fa = results["cost"].get("fa", {}).get("denoiser_call_s")
+        averaged = model.RECIPES["fa"].sampler
         for m, c in results["cost"].items():
-            label = f"{m.split('-')[0]} ({c['fields']} fields)" if "fields" in c else m
+            method = m.split("-")[0]
+            label = f"{method} ({c['fields']} fields)" if "fields" in c else m
+            passes = calls * (len(groups.get(cfg.symmetry.group)) if model.RECIPES[method].sampler is averaged else 1)
             lines.append(f"| {label} | {c['parameters']:,} | {c['train_flops_per_image'] / 1e6:.0f} | "
-                         f"{c['sample_flops_per_image'] / 1e6:.0f} | {c['train_step_s']:.3f} | "
+                         f"{c['sample_flops_per_image'] / 1e6:.0f} | {passes} | {c['train_step_s']:.3f} | "
                          f"{c['denoiser_call_s']:.3f} | {batch / (calls * c['denoiser_call_s']):.0f} | "
                          f"{c['sample_cost_vs_none']:.2f} | {c['denoiser_call_s'] / fa:.2f} |")
         lines += ["", *paper_table(args, summary(results["runs"], "equal_steps")), "", *goal(args, results)]
