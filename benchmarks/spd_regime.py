@@ -314,7 +314,8 @@ def table(args, results: dict) -> str:
                          f"{c['sample_flops_per_image'] / 1e6:.0f} | {passes} | {c['train_step_s']:.3f} | "
                          f"{c['denoiser_call_s']:.3f} | {batch / (calls * c['denoiser_call_s']):.0f} | "
                          f"{c['sample_cost_vs_none']:.2f} | {c['denoiser_call_s'] / fa:.2f} |")
-        lines += ["", *paper_table(args, summary(results["runs"], "equal_steps")), "", *goal(args, results)]
+        steps = summary(results["runs"], "equal_steps")
+        lines += ["", *paper_table(steps), "", *goal(args, results, steps)]
     return "\n".join(lines)
 
 
@@ -323,7 +324,7 @@ def ranks(fids: dict[str, float]) -> dict[str, int]:
     return {m: order.index(m) + 1 for m in fids}
 
 
-def paper_table(args, s: dict) -> list[str]:
+def paper_table(s: dict) -> list[str]:
     """The paper's FIDs beside this project's test FIDs (equal steps), with each one's ranking of the
     methods the paper ran, per data size."""
     methods = list(PAPER["fid"])
@@ -349,9 +350,10 @@ def paper_table(args, s: dict) -> list[str]:
     return lines + ([f"\nRankings, ours against the paper's: {'; '.join(agree)}."] if agree else [])
 
 
-def goal(args, results: dict) -> list[str]:
-    """The issue's goal: an exact method within 5% of frame averaging's FID at half its sampling cost or less."""
-    s, c = summary(results["runs"], "equal_steps"), results["cost"]
+def goal(args, results: dict, s: dict) -> list[str]:
+    """The issue's goal: an exact method within 5% of frame averaging's FID at half its sampling cost or
+    less; `s` is the equal-steps summary."""
+    c = results["cost"]
     lines = []
     for m in (m for m in EXACT if m != "fa" and m in c):
         share = c[m]["denoiser_call_s"] / c["fa"]["denoiser_call_s"]

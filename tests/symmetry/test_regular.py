@@ -30,7 +30,7 @@ def test_regular_unet_is_equivariant_for_every_element(name, resolution):
 
 @pytest.mark.parametrize("fields", [4, 6])
 def test_narrow_regular_unets_are_equivariant(fields):
-    """The benchmark's widths: 4 fields (the plain 16-channel UNet's FLOPs) and 6, whose GroupNorm is one group."""
+    """The benchmark's widths: 4 fields (the plain 16-channel UNet's FLOPs) and 6 (not a multiple of 4)."""
     group = groups.get("C4")
     x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     assert _max_error(tiny_denoiser(16, regular=group, width=fields), group, x) < 1e-5
