@@ -181,8 +181,19 @@ def summary(runs: list[dict], budget: str) -> dict:
         cell["test_fid"].append(r[budget]["test_fid"])
         cell["inv_fid"].append(r[budget]["inv_fid"])
         cell["error"].append(r[budget]["equivariance_error"])
-    return {k: {m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None, "n": len(v)}
-                for m, v in cell.items()} for k, cell in out.items()}
+    return {k: {m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None, "n": len(v),
+                    "spread": max(v) - min(v)} for m, v in cell.items()} for k, cell in out.items()}
+
+
+def verdict(a: dict, b: dict) -> str:
+    """How the test FIDs `a` and `b` (summary cells) differ, against the spread between seeds
+    (max - min over each one's seeds): a finding only when the gap is larger than both spreads."""
+    gap = a["mean"] - b["mean"]
+    if min(a["n"], b["n"]) < 2:
+        return f"{gap:+.1f} FID (one seed on a side: a probe)"
+    spread = max(a["spread"], b["spread"])
+    return (f"{gap:+.1f} FID ({a['n']} and {b['n']} seeds, spread between seeds up to {spread:.1f}: "
+            + ("a finding" if abs(gap) > spread else "within the spread") + ")")
 
 
 def fmt(s: dict | None, spec: str = ".1f") -> str:
@@ -315,7 +326,7 @@ def table(args, results: dict) -> str:
                          f"{c['denoiser_call_s']:.3f} | {batch / (calls * c['denoiser_call_s']):.0f} | "
                          f"{c['sample_cost_vs_none']:.2f} | {c['denoiser_call_s'] / fa:.2f} |")
         steps = summary(results["runs"], "equal_steps")
-        lines += ["", *paper_table(steps), "", *goal(args, results, steps)]
+        lines += ["", *paper_table(steps), "", *goal(args, results, steps), "", *differences(args, results, steps)]
     return "\n".join(lines)
 
 
@@ -357,12 +368,31 @@ def goal(args, results: dict, s: dict) -> list[str]:
     lines = []
     for m in (m for m in EXACT if m != "fa" and m in c):
         share = c[m]["denoiser_call_s"] / c["fa"]["denoiser_call_s"]
-        gaps = [f"{n:,} images {s[f'{m}/{n}']['test_fid']['mean'] / s[f'fa/{n}']['test_fid']['mean'] - 1:+.1%}"
+        gaps = [f"{n:,} images {s[f'{m}/{n}']['test_fid']['mean'] / s[f'fa/{n}']['test_fid']['mean'] - 1:+.1%}, "
+                + verdict(s[f"{m}/{n}"]["test_fid"], s[f"fa/{n}"]["test_fid"])
                 for n in args.sizes if f"{m}/{n}" in s and f"fa/{n}" in s]
         lines.append(f"- {method_name(results, m)}: {share:.2f}x frame averaging's sampling time; test FID "
                      "against frame averaging's (equal steps): " + (", ".join(gaps) if gaps else "not run yet"))
     return ["Goal: an exact method within 5% of frame averaging's FID at half its sampling cost or less:", "",
             *lines]
+
+
+def differences(args, results: dict, s: dict) -> list[str]:
+    """Each method against the plain model at each size, and each method's smallest set against its
+    largest, judged against the spread between seeds; `s` is the equal-steps summary."""
+    small, large = args.sizes[0], args.sizes[-1]
+    lines = ["Differences in test FID (equal steps; negative = better), each against the spread between seeds:",
+             "", "- against the plain model:"]
+    for m in (m for m in args.methods if m != "none"):
+        cells = [f"{n:,} images {verdict(s[f'{m}/{n}']['test_fid'], s[f'none/{n}']['test_fid'])}"
+                 for n in args.sizes if f"{m}/{n}" in s and f"none/{n}" in s]
+        if cells:
+            lines.append(f"  - {method_name(results, m)}: " + "; ".join(cells))
+    lines.append(f"- {small:,} images against {large:,} (the data size):")
+    for m in (m for m in args.methods if f"{m}/{small}" in s and f"{m}/{large}" in s):
+        lines.append(f"  - {method_name(results, m)}: "
+                     + verdict(s[f"{m}/{small}"]["test_fid"], s[f"{m}/{large}"]["test_fid"]))
+    return lines
 
 
 def main():
