@@ -39,7 +39,7 @@ import torch
 from matplotlib.ticker import PercentFormatter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import HERE, command_line, commands, earlier, machine, save_results  # noqa: E402
+from common import HERE, command_line, commands, earlier, machine, save_results, stats  # noqa: E402
 from spd import cost  # noqa: E402
 
 from attndiff import config  # noqa: E402
@@ -225,14 +225,20 @@ def curve_points(records: list[dict]) -> list[list]:
 
 
 def summary(runs: list[dict], budget: str) -> dict:
+    """Per method/size, over seeds (mean, std, n, values and spread = max - min): the test FID, Inv-FID and
+    equivariance error at the checkpoint `budget` ("equal_steps", "equal_flops") selected, or for
+    budget "last" the validation FID of the last checkpoint (no selection)."""
     out = {}
     for r in runs:
-        cell = out.setdefault(f"{r['method']}/{r['size']}", {"test_fid": [], "inv_fid": [], "error": []})
-        cell["test_fid"].append(r[budget]["test_fid"])
-        cell["inv_fid"].append(r[budget]["inv_fid"])
-        cell["error"].append(r[budget]["equivariance_error"])
-    return {k: {m: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None, "n": len(v),
-                    "spread": max(v) - min(v)} for m, v in cell.items()} for k, cell in out.items()}
+        if budget == "last":
+            values = {"valid_fid": r["valid"][-1][1]}
+        else:
+            b = r[budget]
+            values = {"test_fid": b["test_fid"], "inv_fid": b["inv_fid"], "error": b["equivariance_error"]}
+        cell = out.setdefault(f"{r['method']}/{r['size']}", {k: [] for k in values})
+        for k, v in values.items():
+            cell[k].append(v)
+    return {k: {m: {**stats(v), "spread": max(v) - min(v)} for m, v in cell.items()} for k, cell in out.items()}
 
 
 def verdict(a: dict, b: dict) -> str:
@@ -355,6 +361,14 @@ def table(args, results: dict) -> str:
                          for n in args.sizes]
                 error = fmt(s.get(f"{m}/{args.sizes[-1]}", {}).get("error"), ".1e")
                 lines.append(f"| {method_name(results, m)} | " + " | ".join(cells) + f" | {error} |")
+        last = summary(results["runs"], "last")
+        lines += ["", f"At the last checkpoint (step {results['steps']}, no selection): validation FID (N = "
+                  f"{results['select_n']}, fp32, mean ± std over seeds where several):", "",
+                  "| method | " + " | ".join(f"{n:,} images" for n in args.sizes) + " |",
+                  "|---|" + "---:|" * len(args.sizes)]
+        for m in args.methods:
+            lines.append(f"| {method_name(results, m)} | "
+                         + " | ".join(fmt(last.get(f"{m}/{n}", {}).get("valid_fid")) for n in args.sizes) + " |")
         cfg = job(args, args.sizes[0], "none", args.first_seed, results["steps"])
         batch, calls = cfg.train.batch_size, evaluations(cfg.sample.steps, stochastic=cfg.sample.stochastic)
         lines += ["", "Cost (fp32): FLOPs per image (torch's counter) of a training step and of one call of the "
@@ -376,7 +390,8 @@ def table(args, results: dict) -> str:
                          f"{c['denoiser_call_s']:.3f} | {batch / (calls * c['denoiser_call_s']):.0f} | "
                          f"{c['sample_cost_vs_none']:.2f} | {c['denoiser_call_s'] / fa:.2f} |")
         steps = summary(results["runs"], "equal_steps")
-        lines += ["", *paper_table(steps), "", *goal(args, results, steps), "", *differences(args, results, steps)]
+        lines += ["", *paper_table(steps), "", *goal(args, results, steps), "",
+                  *differences(args, results, steps, last)]
     return "\n".join(lines)
 
 
@@ -427,9 +442,10 @@ def goal(args, results: dict, s: dict) -> list[str]:
             *lines]
 
 
-def differences(args, results: dict, s: dict) -> list[str]:
+def differences(args, results: dict, s: dict, last: dict) -> list[str]:
     """Each method against the plain model at each size, and each method's smallest set against its
-    largest, judged against the spread between seeds; `s` is the equal-steps summary."""
+    largest (selected, and at the last checkpoint), judged against the spread between seeds; `s` is the
+    equal-steps summary, `last` the last checkpoints'."""
     small, large = args.sizes[0], args.sizes[-1]
     lines = ["Differences in test FID (equal steps; negative = better), each against the spread between seeds:",
              "", "- against the plain model:"]
@@ -442,6 +458,10 @@ def differences(args, results: dict, s: dict) -> list[str]:
     for m in (m for m in args.methods if f"{m}/{small}" in s and f"{m}/{large}" in s):
         lines.append(f"  - {method_name(results, m)}: "
                      + verdict(s[f"{m}/{small}"]["test_fid"], s[f"{m}/{large}"]["test_fid"]))
+    lines.append(f"- {small:,} images against {large:,} at the last checkpoint (validation FID, no selection):")
+    for m in (m for m in args.methods if f"{m}/{small}" in last and f"{m}/{large}" in last):
+        lines.append(f"  - {method_name(results, m)}: "
+                     + verdict(last[f"{m}/{small}"]["valid_fid"], last[f"{m}/{large}"]["valid_fid"]))
     return lines
 
 
