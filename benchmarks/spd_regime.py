@@ -19,6 +19,9 @@ step, gets a quarter of the steps under C4; the last checkpoint within is scored
 is a resumable run folder under --out (runs/spd-regime/); rerunning continues. The results JSON
 is rewritten after every scored run and is the record across checkouts: a rerun with the same
 settings keeps its curve and runs and trains only the (method, size, seed) triples it lacks.
+Processes of the same command side by side (e.g. two with --threads 1 on 2 cores) share the
+sweep: each claims a run folder before training it and merges the others' runs into the
+results file under a lock.
 
     python benchmarks/spd_regime.py --phase curve
     python benchmarks/spd_regime.py --steps 4000 --seeds 3
@@ -137,8 +140,8 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, another user's
+        pass
     return True
 
 
