@@ -245,8 +245,8 @@ def summary(runs: list[dict], budget: str) -> dict:
 
 
 def verdict(a: dict, b: dict) -> str:
-    """How the test FIDs `a` and `b` (summary cells) differ, against the spread between seeds
-    (max - min over each one's seeds): a finding only when the gap is larger than both spreads."""
+    """How two FIDs (summary cells of one metric) differ, against the spread between seeds (max -
+    min over each one's seeds): a finding only when the gap is larger than both spreads."""
     gap = a["mean"] - b["mean"]
     if min(a["n"], b["n"]) < 2:
         return f"{gap:+.1f} FID (one seed on a side: a probe)"
