@@ -228,7 +228,7 @@ def curve_points(records: list[dict]) -> list[list]:
 
 
 def summary(runs: list[dict], budget: str) -> dict:
-    """Per method/size, over seeds (mean, std, n, values and spread = max - min): the test FID, Inv-FID and
+    """Per method/size, over seeds (common.stats: mean, std, n, values): the test FID, Inv-FID and
     equivariance error at the checkpoint `budget` ("equal_steps", "equal_flops") selected, or for
     budget "last" the validation FID of the last checkpoint (no selection)."""
     out = {}
@@ -241,7 +241,7 @@ def summary(runs: list[dict], budget: str) -> dict:
         cell = out.setdefault(f"{r['method']}/{r['size']}", {k: [] for k in values})
         for k, v in values.items():
             cell[k].append(v)
-    return {k: {m: {**stats(v), "spread": max(v) - min(v)} for m, v in cell.items()} for k, cell in out.items()}
+    return {k: {m: stats(v) for m, v in cell.items()} for k, cell in out.items()}
 
 
 def verdict(a: dict, b: dict) -> str:
@@ -250,7 +250,7 @@ def verdict(a: dict, b: dict) -> str:
     gap = a["mean"] - b["mean"]
     if min(a["n"], b["n"]) < 2:
         return f"{gap:+.1f} FID (one seed on a side: a probe)"
-    spread = max(a["spread"], b["spread"])
+    spread = max(max(c["values"]) - min(c["values"]) for c in (a, b))
     return (f"{gap:+.1f} FID ({a['n']} and {b['n']} seeds, spread between seeds up to {spread:.1f}: "
             + ("a finding" if abs(gap) > spread else "within the spread") + ")")
 
@@ -488,8 +488,8 @@ def main():
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads (default 2). Two processes of the same command with --threads 1 train "
-                   "other runs side by side and share the results file (on 2 cores 1.1-1.4x the runs an hour of "
-                   "one process at 2 threads); the cost table is measured once, by a process alone")
+                   "other runs side by side and share the results file (a probe on 2 cores: 1.14-1.39x the training "
+                   "steps/s of one process at 2 threads); the cost table is measured once, by a process alone")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.fid = config.load(SPDJobConfig, args.config, args.overrides).fid
