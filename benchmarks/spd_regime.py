@@ -190,8 +190,8 @@ def compare(args, results: dict, save, sync) -> None:
         if "valid" not in r:
             cfg = job(args, r["size"], r["method"], r["seed"], args.steps)
             r["valid"] = curve_points(validation(args, cfg, args.steps, n=args.curve_n))
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for size in args.sizes:
+    for size in args.sizes:  # a size complete with its seeds before the next: the smallest (the goal line's) first
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in (m for m in args.methods if seed == args.first_seed or m in SEEDED):
                 cfg = job(args, size, method, seed, args.steps)
                 with claimed(cfg.run_dir, args.lock) as mine:
