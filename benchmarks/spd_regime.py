@@ -135,14 +135,28 @@ def locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def alive(pid: int) -> bool:
+def process_id(pid: int) -> str:
+    """`pid` and, where /proc has it, the process's start time (clock ticks after boot): a pid the
+    system hands to another process later, e.g. in the next session, is then not taken for the
+    claimer. '' when no such process runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return ""
     except PermissionError:  # alive, another user's
         pass
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return str(pid)
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after the command's name
+
+
+def running(claim: str) -> bool:
+    """Whether the process a claim names still runs (a claim without a start time: any process with its pid)."""
+    pid, _, start = claim.partition(":")
+    now = process_id(int(pid))
+    return bool(now) and (now == claim or not start)
 
 
 @contextmanager
@@ -150,11 +164,12 @@ def claimed(run_dir: Path, lock: Path):
     """True unless a live process holds `run_dir` (workers of the same sweep side by side each train
     other runs); a claim is dropped when its block ends, and a dead process's claim is taken over."""
     path = run_dir.parent / f"{run_dir.name}.claim"
+    me = process_id(os.getpid())
     with locked(lock):
-        holder = int(path.read_text() or 0) if path.exists() else 0
-        mine = not (holder and holder != os.getpid() and alive(holder))
+        holder = path.read_text().strip() if path.exists() else ""
+        mine = not holder or holder == me or not running(holder)
         if mine:
-            path.write_text(str(os.getpid()))
+            path.write_text(me)
     try:
         yield mine
     finally:
