@@ -68,6 +68,7 @@ PAPER = {"sizes": [600, 3000, 6000], "fid": {"none": [5.97, 3.05, 3.47], "wt": [
          "inv_fid": {"none": 2.21, "wt": 2.20, "fa": 2.07}, "equivariance_error": {"none": 0.2997, "wt": 0.0004,
                                                                                   "fa": 0.0002}}
 EXACT = ("wt", "regular", "fa")  # equivariant by construction
+PLACES = ("first", "second", "third")  # the paper ranks three methods
 
 
 def job(args, size: int, method: str, seed: int, steps: int, fields: int | None = None) -> SPDJobConfig:
@@ -439,9 +440,17 @@ def paper_table(s: dict) -> list[str]:
         mine = f"{big['inv_fid']['mean']:.1f} / {big['error']['mean']:.1e}" if big else "-"
         lines.append(f"| {m} | " + " | ".join(cells)
                      + f" | {PAPER['inv_fid'][m]:.2f} / {PAPER['equivariance_error'][m]:g} | {mine} |")
-    agree = [f"{n:,}: " + ("same ranking" if ranks(ours[n]) == ranks(theirs[n]) else "different ranking")
-             for n in PAPER["sizes"] if len(ours[n]) == len(methods)]
-    return lines + ([f"\nRankings, ours against the paper's: {'; '.join(agree)}."] if agree else [])
+    agree = [f"{n:,} images: {ranking(theirs[n], ours[n])}" for n in PAPER["sizes"] if len(ours[n]) == len(methods)]
+    return lines + (["", "Rankings, best first (paper; ours):", "", *(f"- {a}" for a in agree)] if agree else [])
+
+
+def ranking(theirs: dict[str, float], ours: dict[str, float]) -> str:
+    """Both orders of the methods, best first, and the places where they agree."""
+    a, b = sorted(theirs, key=theirs.get), sorted(ours, key=ours.get)
+    same = [f"{m} {PLACES[i]}" for i, m in enumerate(a) if b[i] == m]
+    agreement = ("the same order" if len(same) == len(a) else f"agree on {', '.join(same)}" if same
+                 else "no place agrees")
+    return f"{' < '.join(a)}; {' < '.join(b)}: {agreement}"
 
 
 def goal(args, results: dict, s: dict) -> list[str]:
