@@ -19,6 +19,8 @@ step, gets a quarter of the steps under C4; the last checkpoint within is scored
 is a resumable run folder under --out (runs/spd-regime/); rerunning continues. The results JSON
 is rewritten after every scored run and is the record across checkouts: a rerun with the same
 settings keeps its curve and runs and trains only the (method, size, seed) triples it lacks.
+The cost table (parameters, FLOPs, seconds per training step and denoiser call of every method,
+side by side) is measured once, before the first run; `--phase cost` measures it again.
 Processes of the same command side by side (e.g. two with --threads 1 on 2 cores) share the
 sweep: each claims a run folder before training it and merges the others' runs into the
 results file under a lock.
@@ -190,15 +192,8 @@ def compare(args, results: dict, save, sync) -> None:
                          "rerun with its settings, or with --name")
     orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
     measured = results.get("cost", {})
-    if (any(m not in measured for m in args.methods)
-            or measured.get("regular", {}).get("fields") != args.regular_fields):  # all side by side, once
-        cfgs = {m: job(args, args.sizes[0], m, 0, args.steps) for m in METHODS}
-        widths = [f for f in COST_FIELDS if f != args.regular_fields]
-        cfgs |= {f"regular-f{f}": job(args, args.sizes[0], "regular", 0, args.steps, fields=f) for f in widths}
-        results["cost"] = cost(cfgs)
-        for f in (args.regular_fields, *widths):
-            results["cost"]["regular" if f == args.regular_fields else f"regular-f{f}"]["fields"] = f
-        results["cost_machine"] = machine()
+    if any(m not in measured for m in args.methods) or measured.get("regular", {}).get("fields") != args.regular_fields:
+        measure_cost(args, results)
     per_image = {m: c["train_flops_per_image"] for m, c in results["cost"].items()}
     plain = per_image.get("none", min(per_image.values()))
     runs = results.setdefault("runs", [])
@@ -224,6 +219,18 @@ def compare(args, results: dict, save, sync) -> None:
                     runs.append(entry)
                     print(entry)
                     save()
+
+
+def measure_cost(args, results: dict) -> None:
+    """The cost table: every method and COST_FIELDS widths of regular, side by side in one process
+    (alone on the machine: `--phase cost` measures it again)."""
+    cfgs = {m: job(args, args.sizes[0], m, 0, args.steps) for m in METHODS}
+    widths = [f for f in COST_FIELDS if f != args.regular_fields]
+    cfgs |= {f"regular-f{f}": job(args, args.sizes[0], "regular", 0, args.steps, fields=f) for f in widths}
+    results["cost"] = cost(cfgs)
+    for f in (args.regular_fields, *widths):
+        results["cost"]["regular" if f == args.regular_fields else f"regular-f{f}"]["fields"] = f
+    results["cost_machine"] = machine()
 
 
 def equal_flops(args, cfg: SPDJobConfig, records: list[dict], steps: float) -> list[dict]:
@@ -495,7 +502,9 @@ def differences(args, results: dict, s: dict, last: dict) -> list[str]:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/spd/c4-mnist-regime.toml")
-    p.add_argument("--phase", choices=("curve", "all"), default="all")
+    p.add_argument("--phase", choices=("curve", "cost", "all"), default="all",
+                   help="curve: the plain UNet's curve only; cost: measure the cost table again (run it alone on "
+                   "the machine; stop or pause other workers); all: the curve, then the sweep")
     p.add_argument("--sizes", type=int, nargs="+", default=[600, 3000, 6000])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--curve-steps", type=int, default=8000)
@@ -568,6 +577,8 @@ def main():
 
     if "curve" not in results:
         results.update(curve(args))
+    if args.phase == "cost":
+        measure_cost(args, results)
     if args.phase == "all":
         compare(args, results, save, sync)
     save()

@@ -102,3 +102,27 @@ def test_parameters_grow_with_the_group_and_kernels_are_oriented():
     assert 3 * plain < count_parameters(c4) < 4.5 * plain  # C fields of |G| maps: about |G| x the parameters
     w = c4.down[0].res.conv0.full_weight()
     assert not torch.allclose(w, torch.rot90(w, 1, (-2, -1)))  # unlike weight tying, kernels need not be invariant
+
+
+def _plain_conv(conv, x):
+    return F.conv2d(x, conv.full_weight(), conv.bias.repeat_interleave(len(conv.group)), padding=conv.k // 2)
+
+
+def test_sampling_builds_the_full_kernel_once_per_weight_update():
+    """Without autograd the full kernel is cached; an optimizer or EMA step, a load or a cast rebuilds it."""
+    conv = RegularConv(groups.get("C4"), 2, 3)
+    x = torch.randn(2, 2 * 4, 6, 6, generator=GEN)
+    with torch.no_grad():
+        before = conv(x)
+        kept = conv.full()[0]
+        assert conv.full()[0] is kept
+        conv.weight.mul_(2)  # in place, as Adam and the EMA update
+        assert not torch.allclose(conv(x), before)
+        assert torch.allclose(conv(x), _plain_conv(conv, x))
+        conv.load_state_dict({k: torch.randn_like(v) for k, v in conv.state_dict().items()})
+        assert torch.allclose(conv(x), _plain_conv(conv, x))
+        conv.double()
+        assert conv(x.double()).dtype == torch.float64
+    out = conv(x.double())  # with autograd: built afresh, gradients reach the free kernel
+    out.sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0

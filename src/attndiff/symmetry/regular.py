@@ -53,6 +53,7 @@ class RegularConv(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
         index = torch.zeros(len(group), 1, dtype=torch.long) if lifting else relative_index(group)
         self.register_buffer("index", index, persistent=False)
+        self._cached: tuple | None = None  # (weights' identity, full weight, full bias) when no graph is built
 
     def full_weight(self) -> torch.Tensor:
         """The (cout |G|, cin n_in, k, k) kernel of an ordinary convolution: block (h, u) is h W[h^-1 u]."""
@@ -60,9 +61,20 @@ class RegularConv(nn.Module):
         w = torch.stack(blocks, 1)  # (cout, |G|, cin, n_in, k, k)
         return w.reshape(self.cout * len(self.group), -1, self.k, self.k)
 
+    def full(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full kernel and bias. Without autograd (sampling) they are built once per weight update:
+        a tensor's version counter moves with every in-place change (optimizer and EMA steps,
+        load_state_dict), and its storage with every move or cast."""
+        if torch.is_grad_enabled():
+            return self.full_weight(), self.bias.repeat_interleave(len(self.group))
+        identity = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in (self.weight, self.bias))
+        if self._cached is None or self._cached[0] != identity:
+            self._cached = (identity, self.full_weight(), self.bias.repeat_interleave(len(self.group)))
+        return self._cached[1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias.repeat_interleave(len(self.group))
-        return F.conv2d(x, self.full_weight(), bias, padding=self.k // 2)
+        weight, bias = self.full()
+        return F.conv2d(x, weight, bias, padding=self.k // 2)
 
 
 class Projection(nn.Module):
