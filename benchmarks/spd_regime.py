@@ -38,6 +38,7 @@ import os
 import statistics
 import sys
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -230,7 +231,22 @@ def measure_cost(args, results: dict) -> None:
     results["cost"] = cost(cfgs)
     for f in (args.regular_fields, *widths):
         results["cost"]["regular" if f == args.regular_fields else f"regular-f{f}"]["fields"] = f
-    results["cost_machine"] = machine()
+    results["cost_machine"] = {**machine(), "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def merge(results: dict, saved: dict) -> None:
+    """Add to `results` what other workers of the sweep saved meanwhile (`saved`: the results file):
+    their runs, and the cost table if measured later than this process's (`--phase cost`)."""
+    if "runs" in results:
+        have = {key(r) for r in results["runs"]}
+        results["runs"] += [r for r in saved.get("runs", []) if key(r) not in have]
+    if "cost" in saved and measured(saved) > measured(results):
+        results["cost"], results["cost_machine"] = saved["cost"], saved["cost_machine"]
+
+
+def measured(results: dict) -> str:
+    """When the cost table was measured ("" if before the time was kept, or not measured)."""
+    return results.get("cost_machine", {}).get("measured", "")
 
 
 def equal_flops(args, cfg: SPDJobConfig, records: list[dict], steps: float) -> list[dict]:
@@ -546,19 +562,18 @@ def main():
     args.lock = Path(args.out) / f"{name}.lock"
     path = HERE / "results" / f"{name}.json"
 
-    def merge() -> None:
-        """Add the runs other workers of this sweep saved (under the lock)."""
-        if "runs" in results and path.exists():
-            have = {key(r) for r in results["runs"]}
-            results["runs"] += [r for r in json.loads(path.read_text()).get("runs", []) if key(r) not in have]
+    def take() -> None:
+        """Take in what other workers of this sweep saved (call under the lock)."""
+        if path.exists():
+            merge(results, json.loads(path.read_text()))
 
     def sync() -> None:
         with locked(args.lock):
-            merge()
+            take()
 
     def save() -> None:
         with locked(args.lock):
-            merge()
+            take()
             write()
 
     def write() -> None:

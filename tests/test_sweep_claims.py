@@ -1,6 +1,7 @@
 """benchmarks/spd_regime.py's run claims, which let processes of one sweep share it across sessions:
 a live claimer keeps its run; a dead one's claim, or one whose pid now names another process
-(another start time), is taken over."""
+(another start time), is taken over. And what a worker takes in from the results file the
+others write."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from spd_regime import claimed, process_id  # noqa: E402
+from spd_regime import claimed, merge, process_id  # noqa: E402
 
 LINUX = Path("/proc/self/stat").exists()
 
@@ -59,3 +60,19 @@ def test_a_reused_pid_is_not_the_claimer(tmp_path, other):
     pid, start = process_id(other.pid).split(":")
     assert not claim(tmp_path, f"{pid}:{start}")
     assert claim(tmp_path, f"{pid}:{int(start) + 1}")  # the pid now names another process
+
+
+def test_merge_adds_other_workers_runs_and_a_cost_table_measured_later():
+    def run(method, seed):
+        return {"method": method, "size": 600, "seed": seed, "equal_steps": {"test_fid": 20.0 + seed}}
+
+    def cost(when, seconds):
+        return {"cost": {"fa": {"denoiser_call_s": seconds}}, "cost_machine": {"measured": when} if when else {}}
+
+    mine = {"runs": [run("fa", 0)], **cost("2026-12-07T10:00:00+00:00", 0.09)}
+    merge(mine, {"runs": [run("fa", 0), run("fa", 1)], **cost("", 0.10)})  # a file written before times were kept
+    assert [r["seed"] for r in mine["runs"]] == [0, 1] and mine["cost"]["fa"]["denoiser_call_s"] == 0.09
+    merge(mine, {"runs": [], **cost("2026-12-07T09:00:00+00:00", 0.11)})  # measured earlier: kept out
+    assert mine["cost"]["fa"]["denoiser_call_s"] == 0.09
+    merge(mine, {"runs": [], **cost("2026-12-07T23:30:00+00:00", 0.07)})  # measured again since (--phase cost)
+    assert mine["cost"]["fa"]["denoiser_call_s"] == 0.07 and len(mine["runs"]) == 2
