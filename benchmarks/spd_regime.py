@@ -324,7 +324,8 @@ def method_name(results: dict, method: str) -> str:
 
 
 def sweep_figure(args, results: dict, path: Path) -> None:
-    """Validation FID against steps of every method (mean over seeds), one panel per data size."""
+    """Validation FID against steps of every method (mean over seeds, shaded from the lowest to the
+    highest seed), one panel per data size."""
     fig, axes = plt.subplots(1, len(args.sizes), figsize=(4 * len(args.sizes), 3.4), sharey=True)
     for ax, size in zip(axes, args.sizes):
         for i, m in enumerate(args.methods):
@@ -335,6 +336,9 @@ def sweep_figure(args, results: dict, path: Path) -> None:
                 seeds = f" ({len(curves)} seeds)" if len(curves) > 1 else ""
                 ax.plot(steps, [statistics.fmean(c[t] for c in curves) for t in steps], "o-", ms=3, color=f"C{i}",
                         label=method_name(results, m) + seeds)
+                if len(curves) > 1:  # the spread between seeds
+                    ax.fill_between(steps, [min(c[t] for c in curves) for t in steps],
+                                    [max(c[t] for c in curves) for t in steps], color=f"C{i}", alpha=0.15, lw=0)
         ax.set_title(f"{size:,} images")
         ax.set_xlabel("training steps")
         ax.grid(alpha=0.3)
