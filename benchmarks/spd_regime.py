@@ -192,8 +192,8 @@ def compare(args, results: dict, save, sync) -> None:
         raise SystemExit(f"error: the results file holds {results['steps']}-step runs, not --steps {args.steps}: "
                          "rerun with its settings, or with --name")
     orbit = orbit_features(job(args, args.sizes[0], "none", 0, args.steps), args.test_n)
-    measured = results.get("cost", {})
-    if any(m not in measured for m in args.methods) or measured.get("regular", {}).get("fields") != args.regular_fields:
+    costs = results.get("cost", {})
+    if any(m not in costs for m in args.methods) or costs.get("regular", {}).get("fields") != args.regular_fields:
         measure_cost(args, results)
     per_image = {m: c["train_flops_per_image"] for m, c in results["cost"].items()}
     plain = per_image.get("none", min(per_image.values()))
