@@ -105,7 +105,7 @@ def test_parameters_grow_with_the_group_and_kernels_are_oriented():
 
 
 def _plain_conv(conv, x):
-    return F.conv2d(x, conv.full_weight(), conv.bias.repeat_interleave(len(conv.group)), padding=conv.k // 2)
+    return F.conv2d(x, conv.full_weight(), conv.full_bias(), padding=conv.k // 2)
 
 
 def test_sampling_builds_the_full_kernel_once_per_weight_update():

@@ -61,15 +61,19 @@ class RegularConv(nn.Module):
         w = torch.stack(blocks, 1)  # (cout, |G|, cin, n_in, k, k)
         return w.reshape(self.cout * len(self.group), -1, self.k, self.k)
 
+    def full_bias(self) -> torch.Tensor:
+        """One bias per field, repeated over its orientations."""
+        return self.bias.repeat_interleave(len(self.group))
+
     def full(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The full kernel and bias. Without autograd (sampling) they are built once per weight update:
         a tensor's version counter moves with every in-place change (optimizer and EMA steps,
         load_state_dict), and its storage with every move or cast."""
         if torch.is_grad_enabled():
-            return self.full_weight(), self.bias.repeat_interleave(len(self.group))
+            return self.full_weight(), self.full_bias()
         identity = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in (self.weight, self.bias))
         if self._cached is None or self._cached[0] != identity:
-            self._cached = (identity, self.full_weight(), self.bias.repeat_interleave(len(self.group)))
+            self._cached = (identity, self.full_weight(), self.full_bias())
         return self._cached[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
