@@ -244,6 +244,13 @@ def merge(results: dict, saved: dict) -> None:
         results["cost"], results["cost_machine"] = saved["cost"], saved["cost_machine"]
 
 
+def reported(args, results: dict) -> list[str]:
+    """The methods the tables and figures show: --methods and every method with runs in the results
+    (a worker started with fewer --methods still writes every method's rows), in that order."""
+    have = {r["method"] for r in results.get("runs", [])}
+    return [*args.methods, *(m for m in METHODS if m in have and m not in args.methods)]
+
+
 def measured(results: dict) -> str:
     """When the cost table was measured ("" if before the time was kept, or not measured)."""
     return results.get("cost_machine", {}).get("measured", "")
@@ -581,15 +588,16 @@ def main():
             write()
 
     def write() -> None:
-        text = table(args, results)
+        shown = argparse.Namespace(**{**vars(args), "methods": reported(args, results)})
+        text = table(shown, results)
         if "curve" in results:
             curve_figure(results, HERE / "results" / f"{name}.png")
             text += f"\n\n![the plain UNet's curves](results/{name}.png)"
         if any("valid" in r for r in results.get("runs", [])):
-            sweep_figure(args, results, HERE / "results" / f"{name}-sweep.png")
+            sweep_figure(shown, results, HERE / "results" / f"{name}-sweep.png")
             text += f"\n\n![every method's validation FID against steps](results/{name}-sweep.png)"
         small, grids = min(args.sizes), HERE / "results" / f"{name}-samples.png"
-        if "runs" in results and (samples_figure(args, results, small, grids) or grids.exists()):
+        if "runs" in results and (samples_figure(shown, results, small, grids) or grids.exists()):
             text += (f"\n\nTest samples on {small:,} images (first seed, selected checkpoint, the same sample "
                      f"seeds for every method):\n\n![samples](results/{name}-samples.png)")
         save_results(name, results, text)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from spd_regime import claimed, merge, process_id  # noqa: E402
+from spd_regime import claimed, merge, process_id, reported  # noqa: E402
 
 LINUX = Path("/proc/self/stat").exists()
 
@@ -76,3 +76,12 @@ def test_merge_adds_other_workers_runs_and_a_cost_table_measured_later():
     assert mine["cost"]["fa"]["denoiser_call_s"] == 0.09
     merge(mine, {"runs": [], **cost("2026-12-07T23:30:00+00:00", 0.07)})  # measured again since (--phase cost)
     assert mine["cost"]["fa"]["denoiser_call_s"] == 0.07 and len(mine["runs"]) == 2
+
+
+def test_a_worker_with_fewer_methods_reports_every_method_with_runs():
+    """A worker started with --methods none still writes the rows of the others' methods (--methods first)."""
+    import argparse
+
+    results = {"runs": [{"method": m, "size": 600, "seed": 0} for m in ("fa", "none", "regular")]}
+    assert reported(argparse.Namespace(methods=["none"]), results) == ["none", "regular", "fa"]
+    assert reported(argparse.Namespace(methods=["fa", "wt"]), results) == ["fa", "wt", "none", "regular"]
