@@ -3,6 +3,7 @@ a live claimer keeps its run; a dead one's claim, or one whose pid now names ano
 (another start time), is taken over. And what a worker takes in from the results file the
 others write."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -80,8 +81,6 @@ def test_merge_adds_other_workers_runs_and_a_cost_table_measured_later():
 
 def test_a_worker_with_fewer_methods_reports_every_method_with_runs():
     """A worker started with --methods none still writes the rows of the others' methods (--methods first)."""
-    import argparse
-
     results = {"runs": [{"method": m, "size": 600, "seed": 0} for m in ("fa", "none", "regular")]}
     assert reported(argparse.Namespace(methods=["none"]), results) == ["none", "regular", "fa"]
     assert reported(argparse.Namespace(methods=["fa", "wt"]), results) == ["fa", "wt", "none", "regular"]
